@@ -1,0 +1,233 @@
+//! Typed settings, read once from the environment at start-up and passed down.
+//!
+//! A bad value stops start-up with an error naming the variable that holds it.
+//! Missing API keys are not errors: the app runs and says on every page what is
+//! missing.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The public VirusTotal API v3 endpoint.
+pub const DEFAULT_VT_BASE_URL: &str = "https://www.virustotal.com/api/v3";
+
+/// VirusTotal's hard ceiling for one file, reached through an upload URL.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 650 * 1024 * 1024;
+
+/// Files up to this size are posted to `/files` directly; larger ones go through
+/// an upload URL. VirusTotal documents 32 MB for the direct route; staying at
+/// 30 MiB leaves room for the multipart framing around the file.
+pub const DEFAULT_DIRECT_UPLOAD_LIMIT: u64 = 30 * 1024 * 1024;
+
+/// A value that must never be printed: `Debug` and `Display` show a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that puts it into a request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is not valid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("{var} names a file that cannot be read: {source}")]
+    SecretFile {
+        var: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything the app can be told from outside.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub vt_api_key: Option<Secret>,
+    pub vt_base_url: String,
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub upload_dir: PathBuf,
+    pub max_upload_bytes: u64,
+    pub direct_upload_limit: u64,
+    /// Time between two polls of one analysis.
+    pub poll_interval: Duration,
+    /// How long an analysis may take before the scan is given up.
+    pub analysis_deadline: Duration,
+    /// First wait before retrying a transient VirusTotal failure; doubles each time.
+    pub retry_base_delay: Duration,
+    /// Timeout of one VirusTotal API call (uploads get longer, scaled by size).
+    pub vt_request_timeout: Duration,
+}
+
+impl Config {
+    /// Settings with defaults for everything, keeping files under `data_dir`.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            vt_api_key: None,
+            vt_base_url: DEFAULT_VT_BASE_URL.to_owned(),
+            bind: "127.0.0.1:8080".to_owned(),
+            upload_dir: data_dir.join("uploads"),
+            data_dir,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            direct_upload_limit: DEFAULT_DIRECT_UPLOAD_LIMIT,
+            poll_interval: Duration::from_secs(20),
+            analysis_deadline: Duration::from_secs(20 * 60),
+            retry_base_delay: Duration::from_secs(2),
+            vt_request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Reads the process environment (after `.env`, which `main` loads).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can supply their own variables.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+        let mut config = Self::with_data_dir(data_dir);
+
+        config.vt_api_key = secret("VT_API_KEY", &get)?;
+        if let Some(url) = get("VT_BASE_URL") {
+            config.vt_base_url = parse_base_url("VT_BASE_URL", &url)?;
+        }
+        if let Some(bind) = get("BIND") {
+            config.bind = bind;
+        }
+        if let Some(dir) = get("UPLOAD_DIR") {
+            config.upload_dir = PathBuf::from(dir);
+        }
+        if let Some(value) = get("MAX_UPLOAD_BYTES") {
+            config.max_upload_bytes = parse_positive("MAX_UPLOAD_BYTES", &value)?;
+        }
+        if let Some(value) = get("VT_POLL_SECONDS") {
+            config.poll_interval = Duration::from_secs(parse_positive("VT_POLL_SECONDS", &value)?);
+        }
+        Ok(config)
+    }
+
+    /// Whether a VirusTotal API key is configured.
+    pub fn vt_configured(&self) -> bool {
+        self.vt_api_key.is_some()
+    }
+}
+
+/// A secret from `NAME`, or from the file that `NAME_FILE` points at (Docker secrets).
+fn secret(
+    name: &'static str,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(value) = get(name) {
+        return Ok(Some(Secret::new(value)));
+    }
+    let file_var: &'static str = match name {
+        "VT_API_KEY" => "VT_API_KEY_FILE",
+        "OPENAI_API_KEY" => "OPENAI_API_KEY_FILE",
+        _ => return Ok(None),
+    };
+    let Some(path) = get(file_var) else {
+        return Ok(None);
+    };
+    let contents = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+        var: file_var,
+        source,
+    })?;
+    let value = contents.trim();
+    Ok((!value.is_empty()).then(|| Secret::new(value)))
+}
+
+fn parse_positive(var: &'static str, value: &str) -> Result<u64, ConfigError> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            var,
+            reason: format!("expected a positive whole number, got {value:?}"),
+        }),
+    }
+}
+
+fn parse_base_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(value.trim_end_matches('/').to_owned())
+    } else {
+        Err(ConfigError::Invalid {
+            var,
+            reason: format!("expected an http(s) URL, got {value:?}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn starts_without_any_variable() {
+        let config = config_from(&[]).unwrap();
+        assert!(config.vt_api_key.is_none());
+        assert_eq!(config.bind, "127.0.0.1:8080");
+        assert_eq!(config.max_upload_bytes, 650 * 1024 * 1024);
+        assert_eq!(config.upload_dir, PathBuf::from("data/uploads"));
+    }
+
+    #[test]
+    fn blank_key_counts_as_missing() {
+        assert!(
+            config_from(&[("VT_API_KEY", "  ")])
+                .unwrap()
+                .vt_api_key
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_number_names_the_variable() {
+        let err = config_from(&[("MAX_UPLOAD_BYTES", "lots")]).unwrap_err();
+        assert!(err.to_string().starts_with("MAX_UPLOAD_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn key_is_read_from_a_secret_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vt_key");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let config = config_from(&[("VT_API_KEY_FILE", path.to_str().unwrap())]).unwrap();
+        assert_eq!(config.vt_api_key.unwrap().expose(), "from-file");
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let config = config_from(&[("VT_API_KEY", "super-secret-value")]).unwrap();
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+    }
+}

@@ -1,0 +1,3 @@
+//! Test harness: fakes of external services and helpers to start the app.
+
+pub mod fake_vt;
