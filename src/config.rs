@@ -71,6 +71,12 @@ pub struct Config {
     pub retry_base_delay: Duration,
     /// Timeout of one VirusTotal API call (uploads get longer, scaled by size).
     pub vt_request_timeout: Duration,
+    /// Key of an OpenAI-compatible server; local servers often need none.
+    pub openai_api_key: Option<Secret>,
+    /// Base URL of an OpenAI-compatible API, e.g. `http://127.0.0.1:11434/v1` for Ollama.
+    pub openai_base_url: Option<String>,
+    /// The model to ask; with no model set, the built-in explainer writes summaries.
+    pub openai_model: Option<String>,
 }
 
 impl Config {
@@ -89,6 +95,9 @@ impl Config {
             analysis_deadline: Duration::from_secs(20 * 60),
             retry_base_delay: Duration::from_secs(2),
             vt_request_timeout: Duration::from_secs(30),
+            openai_api_key: None,
+            openai_base_url: None,
+            openai_model: None,
         }
     }
 
@@ -124,6 +133,11 @@ impl Config {
         if let Some(value) = get("VT_POLL_SECONDS") {
             config.poll_interval = Duration::from_secs(parse_positive("VT_POLL_SECONDS", &value)?);
         }
+        config.openai_api_key = secret("OPENAI_API_KEY", &get)?;
+        if let Some(url) = get("OPENAI_BASE_URL") {
+            config.openai_base_url = Some(parse_base_url("OPENAI_BASE_URL", &url)?);
+        }
+        config.openai_model = get("OPENAI_MODEL");
         Ok(config)
     }
 

@@ -9,5 +9,5 @@ mod service;
 pub mod verdict;
 
 pub use record::{FailureReason, FileHashes, Mode, Scan, ScanState, Subject, unix_now};
-pub use report::{EngineVerdict, Report};
+pub use report::{AiAnalysis, EngineVerdict, Report};
 pub use service::{HashQuery, InvalidHash, ScanError, Scanner, Timing};

@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::virustotal::types::{AnalysisStats, EngineResult, FileInfo, FileObject};
+use crate::virustotal::types::{AiResult, AnalysisStats, EngineResult, FileInfo, FileObject};
 
 /// At most this many of a file's known names are kept.
 const MAX_NAMES: usize = 20;
+
+/// Longest AI analysis kept, in characters.
+const MAX_AI_ANALYSIS_CHARS: usize = 8000;
 
 /// A file's report, as stored with the scan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +40,18 @@ pub struct Report {
     pub threat_categories: Vec<String>,
     #[serde(default)]
     pub threat_names: Vec<String>,
+    /// VirusTotal's own AI analyses of the file, shown attributed to their source.
+    #[serde(default)]
+    pub ai_analyses: Vec<AiAnalysis>,
+}
+
+/// One AI analysis from VirusTotal's report (third-party text: always escaped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AiAnalysis {
+    /// Who wrote it, e.g. "Code Insight".
+    pub source: String,
+    pub verdict: Option<String>,
+    pub analysis: String,
 }
 
 /// One engine's verdict.
@@ -89,6 +104,11 @@ impl Report {
             threat_names: classification
                 .map(|c| c.popular_threat_name.into_iter().map(|t| t.value).collect())
                 .unwrap_or_default(),
+            ai_analyses: a
+                .crowdsourced_ai_results
+                .into_iter()
+                .filter_map(ai_analysis)
+                .collect(),
         }
     }
 
@@ -118,6 +138,7 @@ impl Report {
             threat_label: None,
             threat_categories: Vec::new(),
             threat_names: Vec::new(),
+            ai_analyses: Vec::new(),
         }
     }
 
@@ -144,6 +165,29 @@ impl Report {
         let s = &self.stats;
         s.malicious + s.suspicious + s.undetected + s.harmless
     }
+}
+
+fn ai_analysis(result: AiResult) -> Option<AiAnalysis> {
+    let analysis: String = result
+        .analysis?
+        .trim()
+        .chars()
+        .take(MAX_AI_ANALYSIS_CHARS)
+        .collect();
+    if analysis.is_empty() {
+        return None;
+    }
+    let source = match result.category.as_deref() {
+        Some("code_insight") => "VirusTotal Code Insight".to_owned(),
+        _ => result
+            .source
+            .unwrap_or_else(|| "VirusTotal AI analysis".to_owned()),
+    };
+    Some(AiAnalysis {
+        source,
+        verdict: result.verdict,
+        analysis,
+    })
 }
 
 fn engine_verdicts(results: BTreeMap<String, EngineResult>) -> Vec<EngineVerdict> {

@@ -45,6 +45,19 @@ pub struct FileAttributes {
     #[serde(default)]
     pub last_analysis_results: BTreeMap<String, EngineResult>,
     pub popular_threat_classification: Option<ThreatClassification>,
+    /// VirusTotal's own AI analyses of the code (Code Insight and similar).
+    #[serde(default)]
+    pub crowdsourced_ai_results: Vec<AiResult>,
+}
+
+/// One entry of `crowdsourced_ai_results`. The text is third-party content.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AiResult {
+    pub id: Option<String>,
+    pub category: Option<String>,
+    pub source: Option<String>,
+    pub analysis: Option<String>,
+    pub verdict: Option<String>,
 }
 
 /// How many engines reached each category. Keys missing on old data count as zero.

@@ -1,6 +1,10 @@
 //! Integration tests: the real app on an ephemeral port against HTTP fakes of
 //! the services it talks to.
 
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod fake_vt_contract;
+mod journeys;

@@ -396,8 +396,8 @@ impl FileFixture {
             ("undetected", self.undetected),
             ("harmless", self.harmless),
         ];
-        let flagged: usize = wanted.iter().map(|(_, n)| *n as usize).sum();
-        let total = flagged.max(named);
+        let assigned: usize = wanted.iter().map(|(_, n)| *n as usize).sum();
+        let total = assigned.max(named);
         let label = ThreatName::parse(self.threat_label.as_deref());
         let mut categories = wanted
             .iter()
@@ -409,7 +409,7 @@ impl FileFixture {
                     .map_or_else(|| format!("ExtraEngine{}", index + 1), |n| (*n).to_owned());
                 // Leftover engines: mostly unsupported type, every fourth one timed out.
                 let category = categories.next().unwrap_or_else(|| {
-                    if (index - flagged) % 4 == 3 {
+                    if (index - assigned) % 4 == 3 {
                         "timeout"
                     } else {
                         "type-unsupported"
@@ -872,12 +872,12 @@ impl State {
         {
             window.pop_front();
         }
-        if let Some(limit) = self.per_minute {
-            if window.len() >= limit as usize {
-                return Err(format!(
-                    "Quota exceeded: more than {limit} requests per minute"
-                ));
-            }
+        if let Some(limit) = self.per_minute
+            && window.len() >= limit as usize
+        {
+            return Err(format!(
+                "Quota exceeded: more than {limit} requests per minute"
+            ));
         }
         window.push_back(now);
         let entry = self.daily_counts.entry(key.to_owned()).or_insert((day, 0));
@@ -968,12 +968,12 @@ impl Endpoint {
                 _ => Endpoint::UnknownApi,
             };
         }
-        if method == "POST" {
-            if let Some(token) = path.strip_prefix(UPLOAD_PREFIX) {
-                let token = token.strip_suffix('/').unwrap_or(token);
-                if !token.is_empty() && !token.contains('/') {
-                    return Endpoint::UploadToUrl(token.to_owned());
-                }
+        if method == "POST"
+            && let Some(token) = path.strip_prefix(UPLOAD_PREFIX)
+        {
+            let token = token.strip_suffix('/').unwrap_or(token);
+            if !token.is_empty() && !token.contains('/') {
+                return Endpoint::UploadToUrl(token.to_owned());
             }
         }
         Endpoint::Unknown
@@ -1389,8 +1389,10 @@ fn not_found(kind: &str, id: &str) -> HttpResponse {
 /// A Google-front-end style HTML error page (what VT's upload host and proxies send).
 fn html_response(status: u16, title: &str, text: &str) -> HttpResponse {
     let body = format!(
-        "<!DOCTYPE html>\n<html lang=en>\n<meta charset=utf-8>\n<title>Error {status} ({title})!!1</title>\n\
-         <p><b>{status}.</b> <ins>That's an error.</ins>\n<p>{text} <ins>That's all we know.</ins>\n"
+        "<!DOCTYPE html>\n<html lang=en>\n<meta charset=utf-8>\n\
+         <title>Error {status} ({title})!!1</title>\n\
+         <p><b>{status}.</b> <ins>That's an error.</ins>\n\
+         <p>{text} <ins>That's all we know.</ins>\n"
     );
     HttpResponse::build(status_code(status))
         .content_type("text/html; charset=UTF-8")

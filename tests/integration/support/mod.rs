@@ -1,3 +1,4 @@
 //! Test harness: fakes of external services and helpers to start the app.
 
+pub mod app;
 pub mod fake_vt;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test on a fresh Debian machine with a Rust toolchain:
+# installs what the tests need (Redis), then formatting, lints and the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+if [ "${#need_packages[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing: ${need_packages[*]}; install them (apt-get install ${need_packages[*]})" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked
