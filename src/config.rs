@@ -71,12 +71,29 @@ pub struct Config {
     pub retry_base_delay: Duration,
     /// Timeout of one VirusTotal API call (uploads get longer, scaled by size).
     pub vt_request_timeout: Duration,
+    /// Most VirusTotal calls in any `vt_quota_window`, across every instance.
+    pub vt_requests_per_minute: u32,
+    /// The sliding window the request limit applies to (a minute, except in tests).
+    pub vt_quota_window: Duration,
+    /// How long a fetched report is reused instead of asking VirusTotal again.
+    pub vt_cache_ttl: Duration,
+    /// Redis URL (it may hold a password); unset keeps scans in the embedded store.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key, so several deployments can share one server.
+    pub redis_key_prefix: String,
+    /// How long a scan stays claimed by an instance that stops renewing its claim.
+    pub lease_ttl: Duration,
+    /// How often each instance looks for unfinished scans nobody is driving.
+    pub worker_interval: Duration,
     /// Key of an OpenAI-compatible server; local servers often need none.
     pub openai_api_key: Option<Secret>,
     /// Base URL of an OpenAI-compatible API, e.g. `http://127.0.0.1:11434/v1` for Ollama.
     pub openai_base_url: Option<String>,
     /// The model to ask; with no model set, the built-in explainer writes summaries.
     pub openai_model: Option<String>,
+    /// How long the model may take to start answering, and to send each next
+    /// part. Generous because a local server may first have to load the model.
+    pub llm_timeout: Duration,
 }
 
 impl Config {
@@ -95,9 +112,17 @@ impl Config {
             analysis_deadline: Duration::from_secs(20 * 60),
             retry_base_delay: Duration::from_secs(2),
             vt_request_timeout: Duration::from_secs(30),
+            vt_requests_per_minute: 4,
+            vt_quota_window: Duration::from_secs(60),
+            vt_cache_ttl: Duration::from_secs(24 * 60 * 60),
+            redis_url: None,
+            redis_key_prefix: "scanner:".to_owned(),
+            lease_ttl: Duration::from_secs(30),
+            worker_interval: Duration::from_secs(5),
             openai_api_key: None,
             openai_base_url: None,
             openai_model: None,
+            llm_timeout: Duration::from_secs(60),
         }
     }
 
@@ -133,6 +158,17 @@ impl Config {
         if let Some(value) = get("VT_POLL_SECONDS") {
             config.poll_interval = Duration::from_secs(parse_positive("VT_POLL_SECONDS", &value)?);
         }
+        if let Some(value) = get("VT_REQUESTS_PER_MINUTE") {
+            let limit = parse_positive("VT_REQUESTS_PER_MINUTE", &value)?;
+            config.vt_requests_per_minute = u32::try_from(limit).unwrap_or(u32::MAX);
+        }
+        if let Some(value) = get("VT_CACHE_TTL") {
+            config.vt_cache_ttl = parse_duration("VT_CACHE_TTL", &value)?;
+        }
+        config.redis_url = secret("REDIS_URL", &get)?;
+        if let Some(prefix) = get("REDIS_KEY_PREFIX") {
+            config.redis_key_prefix = prefix;
+        }
         config.openai_api_key = secret("OPENAI_API_KEY", &get)?;
         if let Some(url) = get("OPENAI_BASE_URL") {
             config.openai_base_url = Some(parse_base_url("OPENAI_BASE_URL", &url)?);
@@ -158,6 +194,7 @@ fn secret(
     let file_var: &'static str = match name {
         "VT_API_KEY" => "VT_API_KEY_FILE",
         "OPENAI_API_KEY" => "OPENAI_API_KEY_FILE",
+        "REDIS_URL" => "REDIS_URL_FILE",
         _ => return Ok(None),
     };
     let Some(path) = get(file_var) else {
@@ -177,6 +214,24 @@ fn parse_positive(var: &'static str, value: &str) -> Result<u64, ConfigError> {
         _ => Err(ConfigError::Invalid {
             var,
             reason: format!("expected a positive whole number, got {value:?}"),
+        }),
+    }
+}
+
+/// A duration as whole seconds, or with a unit: `90s`, `30m`, `24h`, `7d`.
+fn parse_duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let (digits, unit_seconds) = match value.char_indices().last() {
+        Some((i, 's')) => (&value[..i], 1),
+        Some((i, 'm')) => (&value[..i], 60),
+        Some((i, 'h')) => (&value[..i], 60 * 60),
+        Some((i, 'd')) => (&value[..i], 24 * 60 * 60),
+        _ => (value, 1),
+    };
+    match digits.trim().parse::<u64>() {
+        Ok(n) => Ok(Duration::from_secs(n.saturating_mul(unit_seconds))),
+        Err(_) => Err(ConfigError::Invalid {
+            var,
+            reason: format!("expected a duration such as 3600, 90m or 24h, got {value:?}"),
         }),
     }
 }
@@ -228,6 +283,20 @@ mod tests {
     fn bad_number_names_the_variable() {
         let err = config_from(&[("MAX_UPLOAD_BYTES", "lots")]).unwrap_err();
         assert!(err.to_string().starts_with("MAX_UPLOAD_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let config = config_from(&[("VT_CACHE_TTL", "12h")]).unwrap();
+        assert_eq!(config.vt_cache_ttl, Duration::from_secs(12 * 3600));
+        let config = config_from(&[("VT_CACHE_TTL", "600")]).unwrap();
+        assert_eq!(config.vt_cache_ttl, Duration::from_secs(600));
+        assert!(config_from(&[("VT_CACHE_TTL", "soon")]).is_err());
+        assert_eq!(
+            config_from(&[]).unwrap().vt_cache_ttl,
+            Duration::from_secs(86400)
+        );
+        assert_eq!(config_from(&[]).unwrap().vt_requests_per_minute, 4);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod scan;
 pub mod store;
+pub mod summary;
 pub mod upload;
 pub mod virustotal;
 pub mod web;
@@ -19,9 +20,13 @@ use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
 use crate::scan::{Scanner, Timing};
-use crate::store::{EmbeddedStore, ScanStore};
+use crate::store::{EmbeddedStore, RedisStore, ScanStore};
 use crate::virustotal::VirusTotal;
 use crate::web::AppState;
+
+/// How long to wait for an instance that is still shutting down to let go of
+/// the embedded database file, as in a quick restart.
+const EMBEDDED_OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long in-flight requests may take to finish after a stop signal.
 const SHUTDOWN_GRACE_SECONDS: u64 = 30;
@@ -37,19 +42,14 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Serv
         tracing::info!(files = leftovers, "removed uploads left by an earlier run");
     }
 
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let vt = VirusTotal::new(&config).context("building the VirusTotal client")?;
     if !vt.has_api_key() {
         tracing::warn!("VT_API_KEY is not set: pages work, scans are refused");
     }
-    let scanner = Scanner::new(store, vt, Timing::from_config(&config));
-    let resumed = scanner
-        .resume_unfinished()
-        .await
-        .context("resuming unfinished scans")?;
-    if resumed > 0 {
-        tracing::info!(scans = resumed, "resumed unfinished scans");
-    }
+    let writer = summary::writer_from_config(&config);
+    let scanner = Scanner::new(store, vt, writer, Timing::from_config(&config));
+    scanner.start_worker();
 
     let state = actix::Data::new(AppState {
         scanner,
@@ -61,6 +61,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Serv
             .app_data(state.clone())
             .configure(web::configure)
             .default_service(actix::to(web::not_found))
+            .wrap(from_fn(web::browser_id))
             .wrap(from_fn(web::reject_cross_site))
             .wrap(web::error_pages())
             .wrap(web::security_headers())
@@ -74,11 +75,19 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Serv
     Ok(server)
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ScanStore>> {
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ScanStore>> {
+    if let Some(url) = &config.redis_url {
+        let store = RedisStore::connect(url.expose(), &config.redis_key_prefix)
+            .await
+            .context("connecting to REDIS_URL")?;
+        tracing::info!(prefix = %config.redis_key_prefix, "using Redis");
+        return Ok(Arc::new(store));
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
     let path = config.data_dir.join("scans.redb");
-    let store = EmbeddedStore::open(&path)
+    let store = EmbeddedStore::open_waiting(&path, EMBEDDED_OPEN_PATIENCE)
+        .await
         .with_context(|| format!("opening the embedded store at {}", path.display()))?;
     tracing::info!(path = %path.display(), "using the embedded store");
     Ok(Arc::new(store))

@@ -1,17 +1,32 @@
-//! The background job of one scan: lookup, upload, and following the analysis.
-//! Polling happens here, once per scan, however many people watch the page.
+//! The background job of one scan: lookup, upload, reanalysis, and following
+//! the analysis. Polling happens here, once per scan, however many people
+//! watch the page. Every VirusTotal call waits for a quota slot first and is
+//! retried with backoff when it fails for a passing reason.
+
+use std::future::Future;
+use std::sync::Arc;
 
 use super::record::{FailureReason, Scan, ScanState, Subject, unix_now};
 use super::report::Report;
-use super::retry::{MAX_ATTEMPTS, backoff, with_retry};
-use super::service::{Scanner, discard};
+use super::retry::{MAX_ATTEMPTS, backoff};
+use super::service::{Scanner, discard, lock};
+use crate::store::CachedReport;
 use crate::upload::{SpooledFile, ascii_file_name};
-use crate::virustotal::types::{AnalysisResponse, AnalysisStatus};
+use crate::virustotal::types::{AnalysisResponse, AnalysisStatus, FileInfo};
 use crate::virustotal::{FileUpload, VtError};
 
 /// Right after an upload VirusTotal may answer 404 for the new analysis for a
 /// little while; this many such polls are tolerated.
 const NOT_FOUND_POLLS_TOLERATED: u32 = 5;
+
+/// Quota errors back off this many times longer than other passing failures:
+/// a per-minute quota needs most of a minute to free up.
+const QUOTA_BACKOFF_FACTOR: u32 = 4;
+
+/// The quota window is widened by its 1/20th (3 s of a minute), and at least
+/// by `MIN_QUOTA_MARGIN`.
+const QUOTA_MARGIN_DIVISOR: u32 = 20;
+const MIN_QUOTA_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a job has to do.
 pub(super) enum Work {
@@ -22,19 +37,31 @@ pub(super) enum Work {
         file: SpooledFile,
         password: Option<String>,
     },
+    /// Ask VirusTotal to analyse a known file again, then follow that analysis.
+    Reanalyse,
     /// Follow an analysis started earlier.
     Follow { analysis_id: String, since: i64 },
+    /// An upload adopted from an instance that is gone, with its file.
+    Interrupted,
+}
+
+/// How a lookup by hash ended.
+enum Lookup {
+    Found,
+    NotFound,
 }
 
 impl Scanner {
-    pub(super) async fn drive(self, mut scan: Scan, work: Work) {
+    pub(super) async fn drive(&self, mut scan: Scan, work: Work) {
         tracing::info!("scan started");
         let outcome = match work {
-            Work::Lookup => self.lookup(&mut scan).await,
+            Work::Lookup => self.lookup(&mut scan).await.map(|_| ()),
             Work::Upload { file, password } => self.upload(&mut scan, file, password).await,
+            Work::Reanalyse => self.reanalyse_file(&mut scan).await,
             Work::Follow { analysis_id, since } => {
                 self.follow(&mut scan, &analysis_id, since).await
             }
+            Work::Interrupted => self.interrupted(&mut scan).await,
         };
         if let Err(error) = outcome {
             let reason = failure_reason(&error);
@@ -49,17 +76,36 @@ impl Scanner {
         tracing::info!(status = scan.state.status_code(), "scan ended");
     }
 
-    async fn lookup(&self, scan: &mut Scan) -> Result<(), VtError> {
+    /// Completes the scan from the report cache or VirusTotal, or marks it not found.
+    async fn lookup(&self, scan: &mut Scan) -> Result<Lookup, VtError> {
         let hash = scan.subject.lookup_hash().to_owned();
-        let base = self.timing.retry_base_delay;
-        match with_retry("file report", base, || self.vt.file_report(&hash)).await {
+        // Simultaneous lookups of one hash queue here; all but the first find
+        // the report cached.
+        let gate = self.lookup_gate(&hash);
+        let _turn = gate.lock().await;
+
+        match self.store.cached_report(&hash).await {
+            Ok(Some(cached)) => {
+                tracing::info!("report served from the cache");
+                self.complete(scan, cached.report, cached.fetched_at).await;
+                return Ok(Lookup::Found);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "report cache unavailable; asking VirusTotal"),
+        }
+        match self
+            .call(scan, "file report", || self.vt.file_report(&hash))
+            .await
+        {
             Ok(file) => {
-                self.complete(scan, Report::from_file_object(file)).await;
-                Ok(())
+                let report = Report::from_file_object(file);
+                self.cache(&report).await;
+                self.complete(scan, report, unix_now()).await;
+                Ok(Lookup::Found)
             }
             Err(VtError::NotFound(_)) => {
                 self.set_state(scan, ScanState::NotFound).await;
-                Ok(())
+                Ok(Lookup::NotFound)
             }
             Err(error) => Err(error),
         }
@@ -71,18 +117,10 @@ impl Scanner {
         file: SpooledFile,
         password: Option<String>,
     ) -> Result<(), VtError> {
-        let base = self.timing.retry_base_delay;
-        let sha256 = file.hashes.sha256.clone();
-
         // A file VirusTotal already knows is not sent again.
-        match with_retry("file report", base, || self.vt.file_report(&sha256)).await {
-            Ok(known) => {
-                discard(file);
-                self.complete(scan, Report::from_file_object(known)).await;
-                return Ok(());
-            }
-            Err(VtError::NotFound(_)) => {}
-            Err(error) => return Err(error),
+        if let Lookup::Found = self.lookup(scan).await? {
+            discard(file);
+            return Ok(());
         }
 
         self.set_state(scan, ScanState::Uploading).await;
@@ -94,9 +132,32 @@ impl Scanner {
             password: password.as_deref(),
         };
         tracing::info!(bytes = file.size, "uploading to VirusTotal");
-        let analysis_id = with_retry("upload", base, || self.vt.upload(&upload)).await?;
+        let analysis_id = self
+            .call(scan, "upload", || self.vt.upload(&upload))
+            .await?;
         discard(file);
+        self.analysing(scan, analysis_id).await
+    }
 
+    async fn reanalyse_file(&self, scan: &mut Scan) -> Result<(), VtError> {
+        let sha256 = scan.subject.lookup_hash().to_owned();
+        let analysis_id = self
+            .call(scan, "reanalyse", || self.vt.reanalyse(&sha256))
+            .await?;
+        self.analysing(scan, analysis_id).await
+    }
+
+    /// An adopted upload whose file is gone: the scan can still end well if
+    /// VirusTotal knows the file by now.
+    async fn interrupted(&self, scan: &mut Scan) -> Result<(), VtError> {
+        if let Lookup::NotFound = self.lookup(scan).await? {
+            let reason = FailureReason::UploadInterrupted;
+            self.set_state(scan, ScanState::Failed { reason }).await;
+        }
+        Ok(())
+    }
+
+    async fn analysing(&self, scan: &mut Scan, analysis_id: String) -> Result<(), VtError> {
         let since = unix_now();
         let state = ScanState::Analysing {
             analysis_id: analysis_id.clone(),
@@ -110,7 +171,6 @@ impl Scanner {
     async fn follow(&self, scan: &mut Scan, analysis_id: &str, since: i64) -> Result<(), VtError> {
         let deadline = since.saturating_add(self.timing.analysis_deadline.as_secs() as i64);
         let mut not_found = 0;
-        let mut failures = 0;
         loop {
             tokio::time::sleep(self.timing.poll_interval).await;
             if unix_now() > deadline {
@@ -118,23 +178,18 @@ impl Scanner {
                 self.set_state(scan, ScanState::Failed { reason }).await;
                 return Ok(());
             }
-            match self.vt.analysis(analysis_id).await {
+            match self
+                .call(scan, "analysis", || self.vt.analysis(analysis_id))
+                .await
+            {
                 Ok(analysis) if analysis.data.attributes.status == AnalysisStatus::Completed => {
                     return self.finish_analysis(scan, analysis).await;
                 }
                 Ok(analysis) => {
-                    failures = 0;
                     tracing::debug!(status = ?analysis.data.attributes.status, "analysis pending");
                 }
                 Err(VtError::NotFound(_)) if not_found < NOT_FOUND_POLLS_TOLERATED => {
                     not_found += 1;
-                }
-                Err(error) if error.is_retryable() && failures + 1 < MAX_ATTEMPTS => {
-                    failures += 1;
-                    let delay = backoff(self.timing.retry_base_delay, failures);
-                    tracing::warn!(%error, attempt = failures, delay_ms = delay.as_millis() as u64,
-                        "polling the analysis failed; retrying");
-                    tokio::time::sleep(delay).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -149,19 +204,18 @@ impl Scanner {
         analysis: AnalysisResponse,
     ) -> Result<(), VtError> {
         let info = analysis.meta.and_then(|m| m.file_info);
-        let sha256 = match (&info, &scan.subject) {
-            (Some(info), _) if info.sha256.is_some() => info.sha256.clone().unwrap_or_default(),
-            (_, Subject::File { hashes, .. }) => hashes.sha256.clone(),
-            (_, Subject::Hash { hash }) => hash.clone(),
-        };
-        let base = self.timing.retry_base_delay;
-        let mut report = match with_retry("file report", base, || self.vt.file_report(&sha256))
+        let sha256 = info
+            .as_ref()
+            .and_then(|i| i.sha256.clone())
+            .unwrap_or_else(|| scan.subject.lookup_hash().to_owned());
+        let mut report = match self
+            .call(scan, "file report", || self.vt.file_report(&sha256))
             .await
         {
             Ok(file) => Report::from_file_object(file),
             Err(error) => {
                 tracing::warn!(%error, "file report unavailable after analysis; using the analysis");
-                let info = info.unwrap_or(crate::virustotal::types::FileInfo {
+                let info = info.unwrap_or(FileInfo {
                     sha256: None,
                     sha1: None,
                     md5: None,
@@ -170,15 +224,107 @@ impl Scanner {
                 Report::from_analysis(&info, &sha256)
             }
         };
+        if let Subject::File { hashes, .. } = &scan.subject {
+            report.sha1.get_or_insert_with(|| hashes.sha1.clone());
+            report.md5.get_or_insert_with(|| hashes.md5.clone());
+        }
         let attributes = analysis.data.attributes;
         report.apply_analysis(attributes.stats, attributes.results, attributes.date);
-        self.complete(scan, report).await;
+        self.cache(&report).await;
+        self.complete(scan, report, unix_now()).await;
         Ok(())
     }
 
-    async fn complete(&self, scan: &mut Scan, report: Report) {
+    async fn complete(&self, scan: &mut Scan, report: Report, fetched_at: i64) {
         scan.report = Some(report);
+        scan.report_fetched_at = Some(fetched_at);
         self.set_state(scan, ScanState::Completed).await;
+    }
+
+    async fn cache(&self, report: &Report) {
+        let entry = CachedReport {
+            report: report.clone(),
+            fetched_at: unix_now(),
+        };
+        if let Err(error) = self.store.cache_report(&entry, self.timing.cache_ttl).await {
+            tracing::warn!(%error, "could not cache the report");
+        }
+    }
+
+    /// One VirusTotal call: waits for a quota slot, then makes the call, and
+    /// retries passing failures with exponential backoff and jitter.
+    async fn call<T, F, Fut>(&self, scan: &mut Scan, what: &str, mut op: F) -> Result<T, VtError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, VtError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            self.wait_for_quota(scan).await;
+            match op().await {
+                Err(error) if error.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    let quota = matches!(
+                        error,
+                        VtError::QuotaExceeded(_) | VtError::TooManyRequests(_)
+                    );
+                    let base =
+                        self.timing.retry_base_delay * if quota { QUOTA_BACKOFF_FACTOR } else { 1 };
+                    let delay = backoff(base, attempt);
+                    tracing::warn!(call = what, attempt, delay_ms = delay.as_millis() as u64,
+                        %error, "VirusTotal call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until the shared request quota allows one more call, telling the
+    /// scan's page while it waits.
+    async fn wait_for_quota(&self, scan: &mut Scan) {
+        // A little wider than VirusTotal's window: a call is counted here before
+        // it is sent and there when it arrives, and the gap must not add a call.
+        let margin = (self.timing.quota_window / QUOTA_MARGIN_DIVISOR).max(MIN_QUOTA_MARGIN);
+        let window = self.timing.quota_window + margin;
+        let limit = self.timing.quota_limit;
+        loop {
+            match self.store.take_quota_slot(limit, window).await {
+                Ok(None) => break,
+                Ok(Some(wait)) => {
+                    if !scan.waiting_for_quota {
+                        tracing::info!(
+                            wait_ms = wait.as_millis() as u64,
+                            "waiting for VirusTotal quota"
+                        );
+                        scan.waiting_for_quota = true;
+                        self.persist(scan).await;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => {
+                    // VirusTotal's own 429 answers remain the backstop.
+                    tracing::warn!(%error, "quota store unavailable; calling without a slot");
+                    break;
+                }
+            }
+        }
+        if scan.waiting_for_quota {
+            scan.waiting_for_quota = false;
+            self.persist(scan).await;
+        }
+    }
+
+    /// The lock that serialises lookups of one hash in this process.
+    fn lookup_gate(&self, hash: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = lock(&self.lookups);
+        gates.retain(|_, gate| gate.strong_count() > 0);
+        if let Some(gate) = gates.get(hash).and_then(|g| g.upgrade()) {
+            return gate;
+        }
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        gates.insert(hash.to_owned(), Arc::downgrade(&gate));
+        gate
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::report::Report;
+use super::summaries::StoredSummary;
 
 /// How far VirusTotal may be involved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +17,8 @@ pub enum Mode {
     Lookup,
     /// An unknown file is uploaded and shared with VirusTotal's community.
     Upload,
+    /// VirusTotal is asked to analyse a file it knows once more.
+    Reanalyse,
 }
 
 impl Mode {
@@ -23,6 +26,16 @@ impl Mode {
         match self {
             Self::Lookup => "lookup",
             Self::Upload => "upload",
+            Self::Reanalyse => "reanalyse",
+        }
+    }
+
+    /// How the mode reads in a list.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Lookup => "Hash lookup",
+            Self::Upload => "Full scan",
+            Self::Reanalyse => "Reanalysis",
         }
     }
 }
@@ -181,26 +194,43 @@ pub struct Scan {
     pub mode: Mode,
     pub subject: Subject,
     pub state: ScanState,
+    /// The anonymous browser id of whoever started the scan; their history lists it.
+    #[serde(default)]
+    pub owner: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
     #[serde(default)]
     pub report: Option<Report>,
+    /// When the report was fetched from VirusTotal (Unix seconds); older than the
+    /// scan itself when it came from the report cache.
+    #[serde(default)]
+    pub report_fetched_at: Option<i64>,
+    /// The scan is held back by the VirusTotal request quota right now.
+    #[serde(default)]
+    pub waiting_for_quota: bool,
+    /// The plain-language summary, once one has been written completely.
+    #[serde(default)]
+    pub summary: Option<StoredSummary>,
 }
 
 impl Scan {
     /// A new, queued scan with a random id.
-    pub fn new(mode: Mode, subject: Subject) -> Self {
+    pub fn new(mode: Mode, subject: Subject, owner: Option<String>) -> Self {
         let now = unix_now();
         Self {
             id: Uuid::new_v4(),
             mode,
             subject,
             state: ScanState::Queued,
+            owner,
             created_at: now,
             updated_at: now,
             report: None,
+            report_fetched_at: None,
+            waiting_for_quota: false,
+            summary: None,
         }
     }
 }

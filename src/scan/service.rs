@@ -1,34 +1,52 @@
-//! The scan service: accepts submissions, stores them, and starts the job
-//! that drives each one to its end.
+//! The scan service: accepts submissions, stores them, answers reads, and
+//! starts the jobs that drive scans to their end.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use tracing::Instrument;
 use uuid::Uuid;
 
 use super::job::Work;
-use super::record::{FailureReason, Mode, Scan, ScanState, Subject, unix_now};
+use super::record::{Mode, Scan, ScanState, Subject, unix_now};
+use super::summaries::SummaryHub;
 use crate::config::Config;
 use crate::store::{ScanStore, StoreError};
+use crate::summary::SummaryWriter;
 use crate::upload::SpooledFile;
 use crate::virustotal::VirusTotal;
+
+/// The most scans a history page lists.
+pub const HISTORY_LIMIT: usize = 200;
 
 /// Why a submission or a read failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error("no VirusTotal API key is configured")]
     NoApiKey,
+    #[error("no such scan")]
+    NotFound,
+    #[error("the scan has no report to reanalyse")]
+    NothingToReanalyse,
+    #[error("the scan has no report to summarise yet")]
+    NothingToSummarise,
+    #[error("another instance has claimed the scan")]
+    Claimed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// How often and how long the jobs wait.
+/// How often and how long the jobs wait, and how they share VirusTotal.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub poll_interval: Duration,
     pub analysis_deadline: Duration,
     pub retry_base_delay: Duration,
+    pub lease_ttl: Duration,
+    pub worker_interval: Duration,
+    pub quota_limit: u32,
+    pub quota_window: Duration,
+    pub cache_ttl: Duration,
 }
 
 impl Timing {
@@ -37,6 +55,11 @@ impl Timing {
             poll_interval: config.poll_interval,
             analysis_deadline: config.analysis_deadline,
             retry_base_delay: config.retry_base_delay,
+            lease_ttl: config.lease_ttl,
+            worker_interval: config.worker_interval,
+            quota_limit: config.vt_requests_per_minute,
+            quota_window: config.vt_quota_window,
+            cache_ttl: config.vt_cache_ttl,
         }
     }
 }
@@ -72,11 +95,34 @@ pub struct Scanner {
     pub(super) store: Arc<dyn ScanStore>,
     pub(super) vt: VirusTotal,
     pub(super) timing: Timing,
+    /// Names this process in leases, so instances sharing a store tell their claims apart.
+    pub(super) instance: Arc<str>,
+    /// Scans this process is driving now.
+    pub(super) running: Arc<Mutex<HashSet<Uuid>>>,
+    /// One lock per hash being looked up, so simultaneous lookups of one file
+    /// make one VirusTotal call and the others read the cached report.
+    pub(super) lookups: Arc<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>,
+    pub(super) writer: Arc<dyn SummaryWriter>,
+    pub(super) summaries: Arc<SummaryHub>,
 }
 
 impl Scanner {
-    pub fn new(store: Arc<dyn ScanStore>, vt: VirusTotal, timing: Timing) -> Self {
-        Self { store, vt, timing }
+    pub fn new(
+        store: Arc<dyn ScanStore>,
+        vt: VirusTotal,
+        writer: Arc<dyn SummaryWriter>,
+        timing: Timing,
+    ) -> Self {
+        Self {
+            store,
+            vt,
+            writer,
+            summaries: Arc::default(),
+            timing,
+            instance: Uuid::new_v4().to_string().into(),
+            running: Arc::default(),
+            lookups: Arc::default(),
+        }
     }
 
     pub fn vt_configured(&self) -> bool {
@@ -90,6 +136,7 @@ impl Scanner {
         file: SpooledFile,
         mode: Mode,
         password: Option<String>,
+        owner: Option<String>,
     ) -> Result<Uuid, ScanError> {
         if !self.vt_configured() {
             return Err(ScanError::NoApiKey);
@@ -99,29 +146,60 @@ impl Scanner {
             size: file.size,
             hashes: file.hashes.clone(),
         };
-        let scan = Scan::new(mode, subject);
         let work = match mode {
-            Mode::Lookup => {
+            Mode::Upload => Work::Upload { file, password },
+            Mode::Lookup | Mode::Reanalyse => {
                 discard(file);
                 Work::Lookup
             }
-            Mode::Upload => Work::Upload { file, password },
         };
-        self.store.save(&scan).await?;
-        let id = scan.id;
-        self.spawn(scan, work);
-        Ok(id)
+        self.start(Scan::new(mode, subject, owner), work).await
     }
 
     /// Records a lookup of a pasted hash and starts it.
-    pub async fn submit_hash(&self, hash: HashQuery) -> Result<Uuid, ScanError> {
+    pub async fn submit_hash(
+        &self,
+        hash: HashQuery,
+        owner: Option<String>,
+    ) -> Result<Uuid, ScanError> {
         if !self.vt_configured() {
             return Err(ScanError::NoApiKey);
         }
-        let scan = Scan::new(Mode::Lookup, Subject::Hash { hash: hash.0 });
+        self.start(
+            Scan::new(Mode::Lookup, Subject::Hash { hash: hash.0 }, owner),
+            Work::Lookup,
+        )
+        .await
+    }
+
+    /// Starts a new scan asking VirusTotal to analyse the file of a completed
+    /// scan again.
+    pub async fn reanalyse(&self, id: Uuid, owner: Option<String>) -> Result<Uuid, ScanError> {
+        if !self.vt_configured() {
+            return Err(ScanError::NoApiKey);
+        }
+        let scan = self.store.load(id).await?.ok_or(ScanError::NotFound)?;
+        let report = scan.report.as_ref().ok_or(ScanError::NothingToReanalyse)?;
+        let subject = Subject::Hash {
+            hash: report.sha256.clone(),
+        };
+        self.start(Scan::new(Mode::Reanalyse, subject, owner), Work::Reanalyse)
+            .await
+    }
+
+    /// Claims the new scan for this instance, stores it, and runs its job.
+    async fn start(&self, scan: Scan, work: Work) -> Result<Uuid, ScanError> {
+        // Claimed before it is stored, so no other instance's worker can pick it up.
+        if !self
+            .store
+            .acquire_lease(&lease_key(scan.id), &self.instance, self.timing.lease_ttl)
+            .await?
+        {
+            return Err(ScanError::Claimed);
+        }
         self.store.save(&scan).await?;
         let id = scan.id;
-        self.spawn(scan, Work::Lookup);
+        self.spawn(scan, work);
         Ok(id)
     }
 
@@ -130,51 +208,53 @@ impl Scanner {
         Ok(self.store.load(id).await?)
     }
 
+    /// An owner's scans, newest first.
+    pub async fn history(&self, owner: &str) -> Result<Vec<Scan>, ScanError> {
+        Ok(self.store.history(owner, HISTORY_LIMIT).await?)
+    }
+
+    /// Deletes a scan if `owner` started it. Anyone else gets `NotFound`, as if
+    /// the scan did not exist.
+    pub async fn delete(&self, id: Uuid, owner: &str) -> Result<(), ScanError> {
+        let scan = self.store.load(id).await?.ok_or(ScanError::NotFound)?;
+        if scan.owner.as_deref() != Some(owner) {
+            return Err(ScanError::NotFound);
+        }
+        self.store.delete(id).await?;
+        tracing::info!(scan_id = %id, "scan deleted by its owner");
+        Ok(())
+    }
+
+    /// Deletes all of an owner's scans; returns how many.
+    pub async fn clear_history(&self, owner: &str) -> Result<usize, ScanError> {
+        let removed = self.store.clear_history(owner).await?;
+        tracing::info!(scans = removed, "history cleared by its owner");
+        Ok(removed)
+    }
+
     /// Whether the store answers.
     pub async fn storage_ready(&self) -> Result<(), ScanError> {
         Ok(self.store.check().await?)
-    }
-
-    /// Restarts the jobs of scans a previous run left unfinished. A scan whose
-    /// file had not reached VirusTotal cannot go on (the file is gone) and fails
-    /// with a reason that says so.
-    pub async fn resume_unfinished(&self) -> Result<usize, ScanError> {
-        let unfinished = self.store.unfinished().await?;
-        let count = unfinished.len();
-        for mut scan in unfinished {
-            let work = match (&scan.state, scan.mode) {
-                (ScanState::Analysing { analysis_id, since }, _) => Work::Follow {
-                    analysis_id: analysis_id.clone(),
-                    since: *since,
-                },
-                (_, Mode::Lookup) => Work::Lookup,
-                (_, Mode::Upload) => {
-                    let reason = FailureReason::UploadInterrupted;
-                    self.set_state(&mut scan, ScanState::Failed { reason })
-                        .await;
-                    continue;
-                }
-            };
-            self.spawn(scan, work);
-        }
-        Ok(count)
-    }
-
-    /// Runs the scan's job in the background, inside a span carrying its id.
-    fn spawn(&self, scan: Scan, work: Work) {
-        let span = tracing::info_span!("scan", scan_id = %scan.id, mode = scan.mode.as_str());
-        tokio::spawn(self.clone().drive(scan, work).instrument(span));
     }
 
     /// Moves the scan to `state` and stores it. A storage failure is logged: the
     /// job goes on, and the next save stores the state again.
     pub(super) async fn set_state(&self, scan: &mut Scan, state: ScanState) {
         scan.state = state;
+        self.persist(scan).await;
+    }
+
+    pub(super) async fn persist(&self, scan: &mut Scan) {
         scan.updated_at = unix_now();
         if let Err(error) = self.store.save(scan).await {
             tracing::error!(%error, status = scan.state.status_code(), "could not store scan state");
         }
     }
+}
+
+/// The name of the lease that says which instance drives a scan.
+pub(super) fn lease_key(id: Uuid) -> String {
+    format!("scan:{id}")
 }
 
 /// Deletes a spooled file now, logging rather than failing if that goes wrong
@@ -183,6 +263,11 @@ pub(super) fn discard(file: SpooledFile) {
     if let Err(error) = file.discard() {
         tracing::warn!(%error, "could not delete a spooled upload");
     }
+}
+
+/// Locks a std mutex; a poisoned one is used as it is, since its data stays consistent.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

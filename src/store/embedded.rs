@@ -1,37 +1,81 @@
 //! The embedded backend: a redb database file under `DATA_DIR`.
 //!
-//! redb is synchronous, so every call runs on tokio's blocking pool.
+//! redb is synchronous, so every call runs on tokio's blocking pool. Only one
+//! process can open the file, so leases and the quota window live in memory.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use uuid::Uuid;
 
-use super::{ScanStore, StoreError};
-use crate::scan::Scan;
+use super::memory::{Leases, QuotaWindow};
+use super::{CachedReport, ScanStore, StoreError};
+use crate::scan::{Scan, unix_now};
 
 /// Scan id -> the scan as JSON.
 const SCANS: TableDefinition<&str, &[u8]> = TableDefinition::new("scans");
 /// Ids of scans that are not final yet -> the time they were last saved.
 const UNFINISHED: TableDefinition<&str, i64> = TableDefinition::new("unfinished");
+/// `owner \0 created_at (20 digits) \0 scan id` -> (), so an owner's scans sort by age.
+const HISTORY: TableDefinition<&str, ()> = TableDefinition::new("history");
+/// SHA-256 -> `(expires_at, CachedReport as JSON)`.
+const REPORTS: TableDefinition<&str, (i64, &[u8])> = TableDefinition::new("reports");
+/// MD5 or SHA-1 -> SHA-256.
+const REPORT_ALIASES: TableDefinition<&str, &str> = TableDefinition::new("report_aliases");
 
 /// Scans in a single database file.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    leases: Arc<Leases>,
+    quota: Arc<QuotaWindow>,
+}
+
+trait Redb<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<redb::Error>> Redb<T> for Result<T, E> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Embedded(e.into()))
+    }
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(redb::Error::from)?;
-        let txn = db.begin_write().map_err(redb::Error::from)?;
-        txn.open_table(SCANS).map_err(redb::Error::from)?;
-        txn.open_table(UNFINISHED).map_err(redb::Error::from)?;
-        txn.commit().map_err(redb::Error::from)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Database::create(path).db()?;
+        let txn = db.begin_write().db()?;
+        txn.open_table(SCANS).db()?;
+        txn.open_table(UNFINISHED).db()?;
+        txn.open_table(HISTORY).db()?;
+        txn.open_table(REPORTS).db()?;
+        txn.open_table(REPORT_ALIASES).db()?;
+        txn.commit().db()?;
+        Ok(Self {
+            db: Arc::new(db),
+            leases: Arc::default(),
+            quota: Arc::default(),
+        })
+    }
+
+    /// Opens the database, waiting up to `patience` while another process (or
+    /// a previous instance in this one) still has the file open.
+    pub async fn open_waiting(path: &Path, patience: Duration) -> Result<Self, StoreError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match Self::open(path) {
+                Err(StoreError::Embedded(redb::Error::DatabaseAlreadyOpen))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -44,41 +88,63 @@ impl EmbeddedStore {
     }
 }
 
+fn history_key(owner: &str, created_at: i64, id: &str) -> String {
+    format!("{owner}\0{created_at:020}\0{id}")
+}
+
+/// Removes a scan and its index entries inside `txn`; returns the scan if it existed.
+fn remove_scan(txn: &WriteTransaction, id: &str) -> Result<Option<Scan>, StoreError> {
+    let mut scans = txn.open_table(SCANS).db()?;
+    let Some(json) = scans.remove(id).db()? else {
+        return Ok(None);
+    };
+    let scan: Scan = serde_json::from_slice(json.value())?;
+    drop(json);
+    txn.open_table(UNFINISHED).db()?.remove(id).db()?;
+    if let Some(owner) = &scan.owner {
+        let key = history_key(owner, scan.created_at, id);
+        txn.open_table(HISTORY).db()?.remove(key.as_str()).db()?;
+    }
+    Ok(Some(scan))
+}
+
 #[async_trait]
 impl ScanStore for EmbeddedStore {
     async fn save(&self, scan: &Scan) -> Result<(), StoreError> {
-        let key = scan.id.to_string();
-        let json = serde_json::to_vec(scan)?;
-        let finished = scan.state.is_final();
-        let updated_at = scan.updated_at;
+        let scan = scan.clone();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(redb::Error::from)?;
+            let key = scan.id.to_string();
+            let json = serde_json::to_vec(&scan)?;
+            let txn = db.begin_write().db()?;
             {
-                let mut scans = txn.open_table(SCANS).map_err(redb::Error::from)?;
-                scans
+                txn.open_table(SCANS)
+                    .db()?
                     .insert(key.as_str(), json.as_slice())
-                    .map_err(redb::Error::from)?;
-                let mut unfinished = txn.open_table(UNFINISHED).map_err(redb::Error::from)?;
-                if finished {
-                    unfinished.remove(key.as_str()).map_err(redb::Error::from)?;
+                    .db()?;
+                let mut unfinished = txn.open_table(UNFINISHED).db()?;
+                if scan.state.is_final() {
+                    unfinished.remove(key.as_str()).db()?;
                 } else {
-                    unfinished
-                        .insert(key.as_str(), updated_at)
-                        .map_err(redb::Error::from)?;
+                    unfinished.insert(key.as_str(), scan.updated_at).db()?;
+                }
+                if let Some(owner) = &scan.owner {
+                    let entry = history_key(owner, scan.created_at, &key);
+                    txn.open_table(HISTORY)
+                        .db()?
+                        .insert(entry.as_str(), ())
+                        .db()?;
                 }
             }
-            txn.commit().map_err(redb::Error::from)?;
-            Ok(())
+            txn.commit().db()
         })
         .await
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<Scan>, StoreError> {
-        let key = id.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let scans = txn.open_table(SCANS).map_err(redb::Error::from)?;
-            let Some(json) = scans.get(key.as_str()).map_err(redb::Error::from)? else {
+            let txn = db.begin_read().db()?;
+            let scans = txn.open_table(SCANS).db()?;
+            let Some(json) = scans.get(id.to_string().as_str()).db()? else {
                 return Ok(None);
             };
             Ok(Some(serde_json::from_slice(json.value())?))
@@ -86,16 +152,51 @@ impl ScanStore for EmbeddedStore {
         .await
     }
 
-    async fn unfinished(&self) -> Result<Vec<Scan>, StoreError> {
+    async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().db()?;
+            let removed = remove_scan(&txn, &id.to_string())?.is_some();
+            txn.commit().db()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn unfinished(&self) -> Result<Vec<Uuid>, StoreError> {
         self.blocking(|db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            let unfinished = txn.open_table(UNFINISHED).map_err(redb::Error::from)?;
-            let scans = txn.open_table(SCANS).map_err(redb::Error::from)?;
+            let txn = db.begin_read().db()?;
+            let unfinished = txn.open_table(UNFINISHED).db()?;
+            let mut ids = Vec::new();
+            for entry in unfinished.iter().db()? {
+                let (key, _) = entry.db()?;
+                if let Ok(id) = Uuid::parse_str(key.value()) {
+                    ids.push(id);
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn history(&self, owner: &str, limit: usize) -> Result<Vec<Scan>, StoreError> {
+        let prefix = format!("{owner}\0");
+        self.blocking(move |db| {
+            let txn = db.begin_read().db()?;
+            let history = txn.open_table(HISTORY).db()?;
+            let scans = txn.open_table(SCANS).db()?;
             let mut found = Vec::new();
-            for entry in unfinished.iter().map_err(redb::Error::from)? {
-                let (key, _) = entry.map_err(redb::Error::from)?;
-                if let Some(json) = scans.get(key.value()).map_err(redb::Error::from)? {
+            // Keys of one owner are contiguous and sort oldest first.
+            let end = format!("{owner}\u{1}", owner = prefix.trim_end_matches('\0'));
+            for entry in history.range(prefix.as_str()..end.as_str()).db()?.rev() {
+                let (key, _) = entry.db()?;
+                let Some(id) = key.value().rsplit('\0').next() else {
+                    continue;
+                };
+                if let Some(json) = scans.get(id).db()? {
                     found.push(serde_json::from_slice(json.value())?);
+                }
+                if found.len() >= limit {
+                    break;
                 }
             }
             Ok(found)
@@ -103,67 +204,111 @@ impl ScanStore for EmbeddedStore {
         .await
     }
 
-    async fn check(&self) -> Result<(), StoreError> {
-        self.blocking(|db| {
-            let txn = db.begin_read().map_err(redb::Error::from)?;
-            txn.open_table(SCANS).map_err(redb::Error::from)?;
-            Ok(())
+    async fn clear_history(&self, owner: &str) -> Result<usize, StoreError> {
+        let prefix = format!("{owner}\0");
+        self.blocking(move |db| {
+            let txn = db.begin_write().db()?;
+            let ids: Vec<String> = {
+                let history = txn.open_table(HISTORY).db()?;
+                let end = format!("{}\u{1}", prefix.trim_end_matches('\0'));
+                let mut ids = Vec::new();
+                for entry in history.range(prefix.as_str()..end.as_str()).db()? {
+                    let (key, _) = entry.db()?;
+                    if let Some(id) = key.value().rsplit('\0').next() {
+                        ids.push(id.to_owned());
+                    }
+                }
+                ids
+            };
+            let mut removed = 0;
+            for id in &ids {
+                if remove_scan(&txn, id)?.is_some() {
+                    removed += 1;
+                }
+            }
+            txn.commit().db()?;
+            Ok(removed)
         })
         .await
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scan::{FailureReason, FileHashes, Mode, ScanState, Subject};
-
-    fn sample() -> Scan {
-        Scan::new(
-            Mode::Lookup,
-            Subject::File {
-                name: Some("a.exe".to_owned()),
-                size: 3,
-                hashes: FileHashes {
-                    sha256: "s".into(),
-                    sha1: "h".into(),
-                    md5: "m".into(),
-                },
-            },
-        )
+    async fn cached_report(&self, hash: &str) -> Result<Option<CachedReport>, StoreError> {
+        let hash = hash.to_ascii_lowercase();
+        self.blocking(move |db| {
+            let txn = db.begin_read().db()?;
+            let aliases = txn.open_table(REPORT_ALIASES).db()?;
+            let sha256 = match aliases.get(hash.as_str()).db()? {
+                Some(target) => target.value().to_owned(),
+                None => hash,
+            };
+            let reports = txn.open_table(REPORTS).db()?;
+            let Some(entry) = reports.get(sha256.as_str()).db()? else {
+                return Ok(None);
+            };
+            let (expires_at, json) = entry.value();
+            if expires_at <= unix_now() {
+                return Ok(None);
+            }
+            Ok(Some(serde_json::from_slice(json)?))
+        })
+        .await
     }
 
-    #[tokio::test]
-    async fn saved_scans_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("scans.redb");
-        let scan = sample();
-        {
-            let store = EmbeddedStore::open(&path).unwrap();
-            store.save(&scan).await.unwrap();
-        }
-        let store = EmbeddedStore::open(&path).unwrap();
-        let loaded = store.load(scan.id).await.unwrap().unwrap();
-        assert_eq!(loaded.id, scan.id);
-        assert_eq!(loaded.state, ScanState::Queued);
-        assert!(store.load(Uuid::new_v4()).await.unwrap().is_none());
+    async fn cache_report(&self, entry: &CachedReport, ttl: Duration) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(entry)?;
+        let report = &entry.report;
+        let sha256 = report.sha256.to_ascii_lowercase();
+        let aliases: Vec<String> = [&report.md5, &report.sha1]
+            .into_iter()
+            .flatten()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let expires_at = entry.fetched_at.saturating_add(ttl.as_secs() as i64);
+        self.blocking(move |db| {
+            let txn = db.begin_write().db()?;
+            {
+                let mut reports = txn.open_table(REPORTS).db()?;
+                reports
+                    .insert(sha256.as_str(), (expires_at, json.as_slice()))
+                    .db()?;
+                let mut alias_table = txn.open_table(REPORT_ALIASES).db()?;
+                for alias in &aliases {
+                    alias_table.insert(alias.as_str(), sha256.as_str()).db()?;
+                }
+            }
+            txn.commit().db()
+        })
+        .await
     }
 
-    #[tokio::test]
-    async fn only_unfinished_scans_are_listed_for_resuming() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("scans.redb")).unwrap();
-        let pending = sample();
-        let mut done = sample();
-        store.save(&pending).await.unwrap();
-        store.save(&done).await.unwrap();
-        done.state = ScanState::Failed {
-            reason: FailureReason::Unavailable,
-        };
-        store.save(&done).await.unwrap();
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(self.leases.acquire(key, holder, ttl))
+    }
 
-        let unfinished = store.unfinished().await.unwrap();
-        assert_eq!(unfinished.len(), 1);
-        assert_eq!(unfinished[0].id, pending.id);
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        self.leases.release(key, holder);
+        Ok(())
+    }
+
+    async fn take_quota_slot(
+        &self,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Option<Duration>, StoreError> {
+        Ok(self.quota.take(limit, window))
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().db()?;
+            txn.open_table(SCANS).db()?;
+            Ok(())
+        })
+        .await
     }
 }

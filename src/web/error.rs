@@ -30,6 +30,9 @@ pub enum AppError {
     /// The upload form was filled in wrongly; the message says how to fix it.
     #[error("invalid upload: {0}")]
     InvalidUpload(&'static str),
+    /// A request that cannot be carried out as asked; the message says why.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
     #[error("upload larger than {limit} bytes")]
     UploadTooLarge { limit: u64 },
     #[error("no VirusTotal API key is configured")]
@@ -44,6 +47,14 @@ impl From<ScanError> for AppError {
     fn from(error: ScanError) -> Self {
         match error {
             ScanError::NoApiKey => Self::NoApiKey,
+            ScanError::NotFound => Self::ScanNotFound,
+            ScanError::NothingToReanalyse => {
+                Self::InvalidRequest("Only a finished report can be reanalysed.")
+            }
+            ScanError::NothingToSummarise => {
+                Self::InvalidRequest("A summary can only be written once the report is complete.")
+            }
+            ScanError::Claimed => Self::Internal("a new scan id was already claimed".to_owned()),
             ScanError::Store(e) => Self::Internal(e.to_string()),
         }
     }
@@ -53,7 +64,7 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::ScanNotFound | Self::PageNotFound => StatusCode::NOT_FOUND,
-            Self::InvalidUpload(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidUpload(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSite => StatusCode::FORBIDDEN,
@@ -165,6 +176,7 @@ fn explain(error: Option<&AppError>, status: StatusCode) -> (&'static str, &'sta
             "This server cannot reach VirusTotal yet",
             "Its operator has not set VT_API_KEY. Nothing was sent anywhere.",
         ),
+        Some(AppError::InvalidRequest(message)) => ("That cannot be done", message),
         Some(AppError::CrossSite) => (
             "This form was sent from another site",
             "For your safety it was refused. Open this site's home page and submit the form \

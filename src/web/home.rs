@@ -6,6 +6,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::AppState;
+use super::browser::BrowserId;
 use super::error::AppError;
 use super::pages::{Layout, html, human_size};
 use crate::scan::HashQuery;
@@ -74,6 +75,7 @@ struct SearchQuery {
 
 async fn search(
     state: web::Data<AppState>,
+    browser: BrowserId,
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, AppError> {
     let hash = match HashQuery::parse(&query.q) {
@@ -93,6 +95,9 @@ async fn search(
             return Ok(html(StatusCode::BAD_REQUEST, &page));
         }
     };
-    let id = state.scanner.submit_hash(hash).await?;
+    let id = state
+        .scanner
+        .submit_hash(hash, Some(browser.as_str().to_owned()))
+        .await?;
     Ok(super::see_other(&format!("/scans/{id}")))
 }

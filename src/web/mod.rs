@@ -2,13 +2,16 @@
 //! Handlers parse, call the scan layer, and render; nothing more.
 
 mod assets;
+mod browser;
 mod error;
 mod health;
+mod history;
 mod home;
 mod pages;
 mod request_log;
 mod scans;
 mod security;
+mod summary;
 mod upload;
 mod view;
 
@@ -41,10 +44,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(home::routes)
         .configure(upload::routes)
         .configure(scans::routes)
+        .configure(history::routes)
+        .configure(summary::routes)
         .configure(health::routes)
         .configure(assets::routes);
 }
 
+pub use browser::browser_id;
 pub use error::{error_pages, not_found};
 pub use request_log::log_request;
 pub use security::{headers as security_headers, reject_cross_site};

@@ -29,6 +29,22 @@ pub fn html(status: StatusCode, template: &impl Template) -> HttpResponse {
         .body(render(template))
 }
 
+/// Text made safe to place inside HTML, for fragments built outside templates.
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + text.len() / 8);
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
 /// "1.5 MB" style sizes, in decimal units as file managers show them.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
@@ -67,6 +83,14 @@ mod tests {
         assert_eq!(human_size(999), "999 bytes");
         assert_eq!(human_size(1_500_000), "1.5 MB");
         assert_eq!(human_size(681_574_400), "681.6 MB");
+    }
+
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(
+            escape_html("<img src=x onerror='a()'> & \"b\""),
+            "&lt;img src=x onerror=&#39;a()&#39;&gt; &amp; &quot;b&quot;"
+        );
     }
 
     #[test]

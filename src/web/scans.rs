@@ -7,6 +7,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::AppState;
+use super::browser::BrowserId;
 use super::error::AppError;
 use super::pages::{Layout, html, render};
 use super::view::ScanView;
@@ -22,22 +23,30 @@ const MAX_REFRESH: u32 = 60;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/scans/{id}.json", web::get().to(report_json))
         .route("/scans/{id}/status", web::get().to(status))
+        .route("/scans/{id}/delete", web::post().to(delete))
+        .route("/scans/{id}/reanalyse", web::post().to(reanalyse))
         .route("/scans/{id}", web::get().to(show));
 }
 
 #[derive(Template)]
 #[template(path = "scan.html")]
-struct ScanPage {
+pub(super) struct ScanPage {
     layout: Layout,
     title: String,
     view: ScanView,
     refresh: Option<u32>,
+    /// Whether this browser started the scan (and so may delete it).
+    is_owner: bool,
+    /// Why the summary just asked for could not be written.
+    summary_error: Option<&'static str>,
 }
 
 #[derive(Template)]
 #[template(path = "partials/scan_update.html")]
 struct StatusFragment {
     view: ScanView,
+    /// Always none here: the fragment only ever shows a fresh summary area.
+    summary_error: Option<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -47,23 +56,42 @@ struct ShowQuery {
 
 async fn show(
     state: web::Data<AppState>,
+    browser: BrowserId,
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let scan = load(&state, &id).await?;
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::ScanNotFound)?;
+    let page = scan_page(&state, &browser, id, query.refresh, None).await?;
+    Ok(html(StatusCode::OK, &page))
+}
+
+/// The scan page as `browser` sees it, with a summary failure to report if any.
+pub(super) async fn scan_page(
+    state: &AppState,
+    browser: &BrowserId,
+    id: Uuid,
+    refresh: Option<u32>,
+    summary_error: Option<&'static str>,
+) -> Result<ScanPage, AppError> {
+    let scan = state
+        .scanner
+        .find(id)
+        .await?
+        .ok_or(AppError::ScanNotFound)?;
+    let is_owner = scan.owner.as_deref() == Some(browser.as_str());
     let view = ScanView::new(&scan);
     // Reloading is only ever what the person asked for, and stops once final.
-    let refresh = query
-        .refresh
+    let refresh = refresh
         .filter(|_| !view.is_final)
         .map(|s| s.clamp(MIN_REFRESH, MAX_REFRESH));
-    let page = ScanPage {
+    Ok(ScanPage {
         layout: state.layout(),
         title: view.heading.clone(),
         view,
         refresh,
-    };
-    Ok(html(StatusCode::OK, &page))
+        is_owner,
+        summary_error,
+    })
 }
 
 async fn status(
@@ -74,7 +102,10 @@ async fn status(
     let view = ScanView::new(&scan);
     let code = if view.is_final { STOP_POLLING } else { 200 };
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    let body = render(&StatusFragment { view });
+    let body = render(&StatusFragment {
+        view,
+        summary_error: None,
+    });
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
@@ -93,6 +124,31 @@ async fn report_json(
             format!("attachment; filename=\"{file_name}\""),
         ))
         .json(&scan))
+}
+
+/// Removes a scan this browser started, then shows the history.
+async fn delete(
+    state: web::Data<AppState>,
+    browser: BrowserId,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::ScanNotFound)?;
+    state.scanner.delete(id, browser.as_str()).await?;
+    Ok(super::see_other("/history"))
+}
+
+/// Starts a new scan in which VirusTotal analyses the file again.
+async fn reanalyse(
+    state: web::Data<AppState>,
+    browser: BrowserId,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::ScanNotFound)?;
+    let new_id = state
+        .scanner
+        .reanalyse(id, Some(browser.as_str().to_owned()))
+        .await?;
+    Ok(super::see_other(&format!("/scans/{new_id}")))
 }
 
 /// A scan by the id in the path; a malformed id is as unknown as a missing one.

@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 
 use super::AppState;
+use super::browser::BrowserId;
 use super::error::AppError;
 use crate::scan::Mode;
 use crate::upload::{SpoolError, SpooledFile, spool};
@@ -29,6 +30,7 @@ struct UploadForm {
 
 async fn create(
     state: web::Data<AppState>,
+    browser: BrowserId,
     request: HttpRequest,
     multipart: Multipart,
 ) -> Result<HttpResponse, AppError> {
@@ -44,7 +46,12 @@ async fn create(
     let form = read_form(multipart, &state).await?;
     let id = state
         .scanner
-        .submit_file(form.file, form.mode, form.password)
+        .submit_file(
+            form.file,
+            form.mode,
+            form.password,
+            Some(browser.as_str().to_owned()),
+        )
         .await?;
     Ok(super::see_other(&format!("/scans/{id}")))
 }

@@ -3,7 +3,7 @@
 
 use super::pages::{format_date, human_size};
 use crate::scan::verdict::{Verdict, headline};
-use crate::scan::{EngineVerdict, Mode, Report, Scan, ScanState, Subject};
+use crate::scan::{AiAnalysis, EngineVerdict, Mode, Report, Scan, ScanState, Subject, unix_now};
 use crate::virustotal::types::AnalysisStats;
 
 /// Everything the scan page and its status fragment show.
@@ -22,6 +22,28 @@ pub struct ScanView {
     pub names: Vec<String>,
     pub engines: Vec<EngineVerdict>,
     pub created: String,
+    /// "VirusTotal last analysed this file 3 days ago (2024-05-01 14:03 UTC)."
+    pub report_age: Option<String>,
+    /// VirusTotal's own AI analyses, shown attributed.
+    pub ai_analyses: Vec<AiAnalysis>,
+    pub summary: Option<SummaryView>,
+}
+
+/// A stored summary, ready to show.
+pub struct SummaryView {
+    pub text: String,
+    /// Who wrote it, as a phrase: "the language model llama3".
+    pub author: String,
+    pub written: String,
+}
+
+/// A summary writer's name as the page says it.
+pub fn author_label(author: &str) -> String {
+    if author == "built-in" {
+        "this server's built-in explainer".to_owned()
+    } else {
+        format!("the language model {author}")
+    }
 }
 
 /// The verdict of a completed scan.
@@ -43,6 +65,10 @@ impl ScanView {
             Subject::Hash { hash } => format!("Hash {hash}"),
         };
         let progress = match (&scan.state, scan.mode) {
+            _ if scan.waiting_for_quota && !scan.state.is_final() => Some(
+                "Waiting for VirusTotal quota: this server may only ask VirusTotal a few times \
+                 a minute. The scan goes on by itself.",
+            ),
             (ScanState::Queued, _) => Some("Waiting to ask VirusTotal about this file."),
             (ScanState::Uploading, _) => Some("Uploading the file to VirusTotal."),
             (ScanState::Analysing { .. }, _) => {
@@ -64,6 +90,7 @@ impl ScanView {
             mode_label: match scan.mode {
                 Mode::Lookup => "Hash lookup: the file was not sent to VirusTotal",
                 Mode::Upload => "Full scan: unknown files are uploaded to VirusTotal",
+                Mode::Reanalyse => "Reanalysis: VirusTotal was asked to scan the file again",
             },
             status: scan.state.status_code(),
             is_final: scan.state.is_final(),
@@ -75,6 +102,23 @@ impl ScanView {
             names: report.map(|r| r.names.clone()).unwrap_or_default(),
             engines: report.map(|r| r.engines.clone()).unwrap_or_default(),
             created: format_date(scan.created_at),
+            ai_analyses: report.map(|r| r.ai_analyses.clone()).unwrap_or_default(),
+            summary: scan
+                .summary
+                .as_ref()
+                .filter(|_| report.is_some())
+                .map(|s| SummaryView {
+                    text: s.text.clone(),
+                    author: author_label(&s.author),
+                    written: format_date(s.written_at),
+                }),
+            report_age: report.and_then(|r| r.last_analysis_date).map(|date| {
+                format!(
+                    "VirusTotal last analysed this file {} ({}).",
+                    age(unix_now() - date),
+                    format_date(date)
+                )
+            }),
         }
     }
 }
@@ -127,10 +171,42 @@ fn details(subject: &Subject, report: Option<&Report>) -> Vec<(&'static str, Str
     rows
 }
 
+/// "just now", "5 minutes ago", "3 days ago".
+fn age(seconds: i64) -> String {
+    let plural = |n: i64, unit: &str| {
+        if n == 1 {
+            format!("1 {unit} ago")
+        } else {
+            format!("{n} {unit}s ago")
+        }
+    };
+    match seconds {
+        s if s < 60 => "just now".to_owned(),
+        s if s < 3600 => plural(s / 60, "minute"),
+        s if s < 86_400 => plural(s / 3600, "hour"),
+        s if s < 86_400 * 365 => plural(s / 86_400, "day"),
+        s => plural(s / (86_400 * 365), "year"),
+    }
+}
+
 fn size_with_bytes(bytes: u64) -> String {
     if bytes < 1000 {
         human_size(bytes)
     } else {
         format!("{} ({bytes} bytes)", human_size(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(5), "just now");
+        assert_eq!(age(60), "1 minute ago");
+        assert_eq!(age(7200), "2 hours ago");
+        assert_eq!(age(86_400 * 3), "3 days ago");
+        assert_eq!(age(86_400 * 800), "2 years ago");
     }
 }

@@ -477,7 +477,9 @@ async fn without_javascript_refresh_happens_only_when_asked() {
         0,
         "stops once final"
     );
-    assert_eq!(count(&final_page, "noscript"), 0);
+    let controls = noscript(&final_page);
+    assert_eq!(count(&controls, "a[href*='refresh']"), 0, "no refresh offered once final");
+    assert!(!controls.html().contains("Check again"));
 }
 
 #[tokio::test]

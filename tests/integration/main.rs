@@ -7,4 +7,8 @@
 mod support;
 
 mod fake_vt_contract;
+mod history_and_scaling;
 mod journeys;
+mod store_contract;
+mod summaries;
+mod summary_writers;

@@ -37,6 +37,8 @@ pub fn test_config(vt: &FakeVirusTotal, dir: &std::path::Path) -> Config {
     config.poll_interval = Duration::from_millis(40);
     config.retry_base_delay = Duration::from_millis(20);
     config.vt_request_timeout = Duration::from_secs(5);
+    // Quota tests set their own limit; the others must not wait for one.
+    config.vt_requests_per_minute = 100_000;
     config
 }
 
@@ -232,4 +234,92 @@ pub fn noscript(page: &Html) -> Html {
     let selector = Selector::parse("noscript").unwrap();
     let inner: String = page.select(&selector).flat_map(|e| e.text()).collect();
     Html::parse_fragment(&inner)
+}
+
+/// A browser: keeps the cookie the app sets, as a real one would.
+pub struct Browser {
+    http: reqwest::Client,
+    cookie: std::sync::Mutex<Option<String>>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self {
+            http: client(),
+            cookie: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The `name=value` of the browser id cookie, once the app has set it.
+    pub fn cookie(&self) -> Option<String> {
+        self.cookie.lock().unwrap().clone()
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let request = match self.cookie() {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        };
+        let response = request.send().await.unwrap();
+        if let Some(set) = response.headers().get("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            *self.cookie.lock().unwrap() = Some(pair);
+        }
+        response
+    }
+
+    pub async fn get(&self, app: &TestApp, path: &str) -> reqwest::Response {
+        self.send(self.http.get(app.at(path))).await
+    }
+
+    pub async fn page(&self, app: &TestApp, path: &str) -> (u16, Html) {
+        let response = self.get(app, path).await;
+        let status = response.status().as_u16();
+        (
+            status,
+            Html::parse_document(&response.text().await.unwrap()),
+        )
+    }
+
+    /// A form post without fields, as the page's buttons send it.
+    pub async fn post(&self, app: &TestApp, path: &str) -> reqwest::Response {
+        self.send_form(app, path, "").await
+    }
+
+    /// A form post with an url-encoded body, from this site's own page.
+    pub async fn send_form(&self, app: &TestApp, path: &str, body: &str) -> reqwest::Response {
+        let request = self
+            .http
+            .post(app.at(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(body.to_owned());
+        self.send(request).await
+    }
+
+    /// Uploads a file through the form and returns the scan page's path.
+    pub async fn upload(&self, app: &TestApp, content: &[u8], name: &str, mode: &str) -> String {
+        let part = reqwest::multipart::Part::bytes(content.to_vec()).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new()
+            .part("file", part)
+            .text("mode", mode.to_owned());
+        let response = self
+            .send(self.http.post(app.at("/scans")).multipart(form))
+            .await;
+        scan_location(&response)
+    }
+
+    /// Searches for a hash and returns the scan page's path.
+    pub async fn search(&self, app: &TestApp, hash: &str) -> String {
+        let response = self
+            .send(self.http.get(app.at("/search")).query(&[("q", hash)]))
+            .await;
+        scan_location(&response)
+    }
 }

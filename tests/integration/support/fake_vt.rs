@@ -627,6 +627,12 @@ impl FakeVirusTotal {
         self.shared.lock().per_minute = limit;
     }
 
+    /// Shortens the sliding window of the per-minute quota, so a test can show a burst
+    /// held under the limit without waiting minutes.
+    pub fn set_quota_window(&self, window: Duration) {
+        self.shared.lock().quota_window = window;
+    }
+
     /// Daily limit per key (resets 00:00 UTC); above it 429 QuotaExceededError whose message
     /// mentions the daily quota. None = unlimited (default).
     pub fn set_daily_quota(&self, limit: Option<u32>) {
@@ -776,6 +782,8 @@ struct State {
     timeline: Timeline,
     injections: Vec<Injection>,
     per_minute: Option<u32>,
+    /// The sliding window `per_minute` applies to; a minute unless a test shortens it.
+    quota_window: Duration,
     daily: Option<u32>,
     minute_windows: HashMap<String, VecDeque<Instant>>,
     /// Key -> (UTC day number, requests counted that day).
@@ -802,6 +810,7 @@ impl State {
             },
             injections: Vec::new(),
             per_minute: None,
+            quota_window: Duration::from_secs(60),
             daily: None,
             minute_windows: HashMap::new(),
             daily_counts: HashMap::new(),
@@ -868,7 +877,7 @@ impl State {
         let window = self.minute_windows.entry(key.to_owned()).or_default();
         while window
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+            .is_some_and(|t| now.duration_since(*t) >= self.quota_window)
         {
             window.pop_front();
         }

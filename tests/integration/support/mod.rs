@@ -1,4 +1,6 @@
 //! Test harness: fakes of external services and helpers to start the app.
 
 pub mod app;
+pub mod fake_llm;
 pub mod fake_vt;
+pub mod redis_server;
