@@ -173,6 +173,10 @@ impl Scanner {
         let mut not_found = 0;
         loop {
             tokio::time::sleep(self.timing.poll_interval).await;
+            if !self.still_exists(scan.id).await {
+                tracing::info!("the scan was deleted; no longer following its analysis");
+                return Ok(());
+            }
             if unix_now() > deadline {
                 let reason = FailureReason::AnalysisTimedOut;
                 self.set_state(scan, ScanState::Failed { reason }).await;

@@ -244,11 +244,22 @@ impl Scanner {
         self.persist(scan).await;
     }
 
+    /// Stores the scan as the job changed it, unless its owner deleted it meanwhile.
     pub(super) async fn persist(&self, scan: &mut Scan) {
         scan.updated_at = unix_now();
-        if let Err(error) = self.store.save(scan).await {
-            tracing::error!(%error, status = scan.state.status_code(), "could not store scan state");
+        match self.store.update(scan).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!("the scan was deleted; its state is not stored"),
+            Err(error) => {
+                tracing::error!(%error, status = scan.state.status_code(), "could not store scan state");
+            }
         }
+    }
+
+    /// Whether the scan is still stored (not deleted by its owner). A store
+    /// that does not answer counts as yes: the job goes on.
+    pub(super) async fn still_exists(&self, id: Uuid) -> bool {
+        !matches!(self.store.load(id).await, Ok(None))
     }
 }
 

@@ -231,10 +231,14 @@ impl Scanner {
             return Err("This scan was deleted while its summary was being written.");
         };
         scan.summary = Some(summary);
-        self.store.save(&scan).await.map_err(|error| {
-            tracing::error!(%error, "could not store the summary");
-            "The summary was written but could not be saved. Try again."
-        })
+        match self.store.update(&scan).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("This scan was deleted while its summary was being written."),
+            Err(error) => {
+                tracing::error!(%error, "could not store the summary");
+                Err("The summary was written but could not be saved. Try again.")
+            }
+        }
     }
 
     /// Another instance is writing this summary: wait for it to be stored.

@@ -62,6 +62,37 @@ impl EmbeddedStore {
         })
     }
 
+    /// Writes a scan and its index entries in one transaction; with
+    /// `only_existing`, writes nothing unless the scan is already stored.
+    async fn write_scan(&self, scan: &Scan, only_existing: bool) -> Result<bool, StoreError> {
+        let scan = scan.clone();
+        self.blocking(move |db| {
+            let key = scan.id.to_string();
+            let json = serde_json::to_vec(&scan)?;
+            let txn = db.begin_write().db()?;
+            {
+                let mut scans = txn.open_table(SCANS).db()?;
+                if only_existing && scans.get(key.as_str()).db()?.is_none() {
+                    return Ok(false);
+                }
+                scans.insert(key.as_str(), json.as_slice()).db()?;
+                let mut unfinished = txn.open_table(UNFINISHED).db()?;
+                if scan.state.is_final() {
+                    unfinished.remove(key.as_str()).db()?;
+                } else {
+                    unfinished.insert(key.as_str(), scan.updated_at).db()?;
+                }
+                if let Some(owner) = &scan.owner {
+                    let entry = history_key(owner, scan.created_at, &key);
+                    txn.open_table(HISTORY).db()?.insert(entry.as_str(), ()).db()?;
+                }
+            }
+            txn.commit().db()?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Opens the database, waiting up to `patience` while another process (or
     /// a previous instance in this one) still has the file open.
     pub async fn open_waiting(path: &Path, patience: Duration) -> Result<Self, StoreError> {
@@ -111,33 +142,11 @@ fn remove_scan(txn: &WriteTransaction, id: &str) -> Result<Option<Scan>, StoreEr
 #[async_trait]
 impl ScanStore for EmbeddedStore {
     async fn save(&self, scan: &Scan) -> Result<(), StoreError> {
-        let scan = scan.clone();
-        self.blocking(move |db| {
-            let key = scan.id.to_string();
-            let json = serde_json::to_vec(&scan)?;
-            let txn = db.begin_write().db()?;
-            {
-                txn.open_table(SCANS)
-                    .db()?
-                    .insert(key.as_str(), json.as_slice())
-                    .db()?;
-                let mut unfinished = txn.open_table(UNFINISHED).db()?;
-                if scan.state.is_final() {
-                    unfinished.remove(key.as_str()).db()?;
-                } else {
-                    unfinished.insert(key.as_str(), scan.updated_at).db()?;
-                }
-                if let Some(owner) = &scan.owner {
-                    let entry = history_key(owner, scan.created_at, &key);
-                    txn.open_table(HISTORY)
-                        .db()?
-                        .insert(entry.as_str(), ())
-                        .db()?;
-                }
-            }
-            txn.commit().db()
-        })
-        .await
+        self.write_scan(scan, false).await.map(|_| ())
+    }
+
+    async fn update(&self, scan: &Scan) -> Result<bool, StoreError> {
+        self.write_scan(scan, true).await
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<Scan>, StoreError> {
@@ -188,15 +197,15 @@ impl ScanStore for EmbeddedStore {
             // Keys of one owner are contiguous and sort oldest first.
             let end = format!("{owner}\u{1}", owner = prefix.trim_end_matches('\0'));
             for entry in history.range(prefix.as_str()..end.as_str()).db()?.rev() {
+                if found.len() >= limit {
+                    break;
+                }
                 let (key, _) = entry.db()?;
                 let Some(id) = key.value().rsplit('\0').next() else {
                     continue;
                 };
                 if let Some(json) = scans.get(id).db()? {
                     found.push(serde_json::from_slice(json.value())?);
-                }
-                if found.len() >= limit {
-                    break;
                 }
             }
             Ok(found)

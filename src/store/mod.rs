@@ -46,6 +46,10 @@ pub trait ScanStore: Send + Sync + 'static {
     /// history lists it, and the unfinished set holds it until it is final.
     async fn save(&self, scan: &Scan) -> Result<(), StoreError>;
 
+    /// Like `save`, but only if the scan still exists: a job must not bring back
+    /// a scan its owner deleted meanwhile. False if nothing was written.
+    async fn update(&self, scan: &Scan) -> Result<bool, StoreError>;
+
     /// A scan by id, if it exists.
     async fn load(&self, id: Uuid) -> Result<Option<Scan>, StoreError>;
 

@@ -51,6 +51,21 @@ return 0
 ";
 
 /// Deletes the lease in KEYS[1] only if holder ARGV[1] still has it.
+/// Saves a scan only if it still exists. KEYS: scan, unfinished set, history
+/// (the scan key again when there is no owner). ARGV: json, id, final (1/0),
+/// created_at, has owner (1/0).
+const UPDATE_SCAN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[3] == '1' then
+  redis.call('SREM', KEYS[2], ARGV[2])
+else
+  redis.call('SADD', KEYS[2], ARGV[2])
+end
+if ARGV[5] == '1' then redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2]) end
+return 1
+";
+
 const RELEASE_LEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
@@ -220,6 +235,26 @@ impl ScanStore for RedisStore {
         }
         pipe.exec_async(&mut self.conn()).await?;
         Ok(())
+    }
+
+    async fn update(&self, scan: &Scan) -> Result<bool, StoreError> {
+        let id = scan.id.to_string();
+        let scan_key = self.scan_key(&id);
+        let history_key = scan.owner.as_deref().map_or_else(|| scan_key.clone(), |o| self.history_key(o));
+        let written: i64 = redis::cmd("EVAL")
+            .arg(UPDATE_SCAN)
+            .arg(3)
+            .arg(&scan_key)
+            .arg(self.unfinished_key())
+            .arg(history_key)
+            .arg(serde_json::to_string(scan)?)
+            .arg(&id)
+            .arg(if scan.state.is_final() { "1" } else { "0" })
+            .arg(scan.created_at)
+            .arg(if scan.owner.is_some() { "1" } else { "0" })
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(written == 1)
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<Scan>, StoreError> {

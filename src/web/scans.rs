@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::AppState;
@@ -11,7 +11,7 @@ use super::browser::BrowserId;
 use super::error::AppError;
 use super::pages::{Layout, html, render};
 use super::view::ScanView;
-use crate::scan::Scan;
+use crate::scan::{Mode, Report, Scan, ScanState, StoredSummary, Subject};
 
 /// htmx stops polling when it gets this status.
 const STOP_POLLING: u16 = 286;
@@ -123,7 +123,38 @@ async fn report_json(
             "Content-Disposition",
             format!("attachment; filename=\"{file_name}\""),
         ))
-        .json(&scan))
+        .json(PublicScan::from(&scan)))
+}
+
+/// A scan as anyone with its link may download it: everything but the owner's
+/// browser id, which would let them read the owner's history.
+#[derive(Serialize)]
+struct PublicScan<'a> {
+    id: Uuid,
+    mode: Mode,
+    subject: &'a Subject,
+    state: &'a ScanState,
+    created_at: i64,
+    updated_at: i64,
+    report: Option<&'a Report>,
+    report_fetched_at: Option<i64>,
+    summary: Option<&'a StoredSummary>,
+}
+
+impl<'a> From<&'a Scan> for PublicScan<'a> {
+    fn from(scan: &'a Scan) -> Self {
+        Self {
+            id: scan.id,
+            mode: scan.mode,
+            subject: &scan.subject,
+            state: &scan.state,
+            created_at: scan.created_at,
+            updated_at: scan.updated_at,
+            report: scan.report.as_ref(),
+            report_fetched_at: scan.report_fetched_at,
+            summary: scan.summary.as_ref(),
+        }
+    }
 }
 
 /// Removes a scan this browser started, then shows the history.

@@ -77,6 +77,7 @@ contract!(
     lists_exactly_the_unfinished_scans,
     lists_an_owners_history_newest_first,
     deletes_a_scan_and_its_index_entries,
+    updates_only_a_scan_that_still_exists,
     clears_one_owners_history,
     finds_a_cached_report_by_any_hash_in_any_case,
     forgets_a_report_fetched_longer_than_its_ttl_ago,
@@ -255,6 +256,24 @@ async fn deletes_a_scan_and_its_index_entries(store: &dyn ScanStore) {
     assert!(store.delete(ownerless.id).await.unwrap());
     assert!(store.load(ownerless.id).await.unwrap().is_none());
     assert_eq!(unfinished_set(store).await, BTreeSet::from([kept.id]));
+}
+
+async fn updates_only_a_scan_that_still_exists(store: &dyn ScanStore) {
+    let mut scan = lookup(Some("alice"));
+    assert!(!store.update(&scan).await.unwrap(), "never saved");
+    assert!(store.load(scan.id).await.unwrap().is_none());
+    assert!(store.history("alice", 10).await.unwrap().is_empty());
+
+    store.save(&scan).await.unwrap();
+    scan.state = ScanState::Completed;
+    assert!(store.update(&scan).await.unwrap());
+    assert_eq!(json(&store.load(scan.id).await.unwrap().unwrap()), json(&scan));
+    assert!(unfinished_set(store).await.is_empty(), "a final update leaves the unfinished set");
+
+    store.delete(scan.id).await.unwrap();
+    assert!(!store.update(&scan).await.unwrap(), "a deleted scan stays deleted");
+    assert!(store.load(scan.id).await.unwrap().is_none());
+    assert!(store.history("alice", 10).await.unwrap().is_empty());
 }
 
 async fn clears_one_owners_history(store: &dyn ScanStore) {

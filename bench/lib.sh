@@ -1,0 +1,191 @@
+# Shared helpers for the benchmark scripts; sourced, never run on its own.
+#
+# Every script that sources this gets: a private work directory ($WORK) that is
+# removed on exit, the release binary ($APP_BIN), functions to start the fake
+# VirusTotal and the app on free local ports, and a trap that stops every
+# process it started (by PID) and deletes every file it made.
+# shellcheck shell=bash
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$BENCH_DIR")
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/bench-target}
+APP_BIN="$CARGO_TARGET_DIR/release/file-scanner"
+
+# Processes started here, stopped on exit in reverse order.
+BENCH_PIDS=()
+WORK=""
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Installs the Debian packages that provide missing commands ("cmd:package").
+ensure_tools() {
+    local pair cmd pkg missing=()
+    for pair in "$@"; do
+        cmd=${pair%%:*}
+        pkg=${pair#*:}
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    log "installing ${missing[*]} from Debian"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    # Another apt may be running (CI, a colleague): wait for its lock, bounded.
+    if ! "${sudo[@]}" apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2; then
+        "${sudo[@]}" apt-get update -q -o DPkg::Lock::Timeout=600 >&2
+        "${sudo[@]}" apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2
+    fi
+}
+
+# Builds the release binary in $CARGO_TARGET_DIR (quick when nothing changed).
+build_release() {
+    [[ ${BENCH_SKIP_BUILD:-0} == 1 && -x $APP_BIN ]] && return 0
+    log "building the release binary in $CARGO_TARGET_DIR"
+    (cd "$REPO_DIR" && cargo build --release --quiet --bin file-scanner) >&2
+    [[ -x $APP_BIN ]] || die "no binary at $APP_BIN"
+}
+
+cleanup() {
+    local status=$? i pid
+    for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${BENCH_PIDS[i]}
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${BENCH_PIDS[@]}"; do
+        wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+    done
+    [[ -n $WORK && -d $WORK ]] && rm -rf -- "$WORK"
+    exit "$status"
+}
+
+# Makes $WORK and arms the trap. Big files go in $BENCH_TMPDIR (default /tmp),
+# which must be a real disk, like a server's upload directory.
+setup_work() {
+    WORK=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/file-scanner-bench.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# Waits until process $1 has exited, at most $2 seconds. Fails if it has not.
+wait_gone() {
+    local pid=$1 tries=$(($2 * 10))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((tries-- > 0)) || return 1
+        sleep 0.1
+    done
+    return 0
+}
+
+# Prints a TCP port nobody listens on right now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts the fake VirusTotal; sets VT_URL to its API base.
+start_fake_vt() {
+    local port_file="$WORK/fake-vt.port" tries=100
+    python3 "$BENCH_DIR/fake_vt.py" --port-file "$port_file" 2>>"$WORK/fake-vt.log" &
+    BENCH_PIDS+=($!)
+    until [[ -s $port_file ]]; do
+        ((tries-- > 0)) || die "the fake VirusTotal did not start"
+        sleep 0.1
+    done
+    VT_URL="http://127.0.0.1:$(<"$port_file")/api/v3"
+}
+
+# A command to run the app under (for example /usr/bin/time -v -o FILE).
+APP_WRAPPER=()
+
+# Starts the app with its data under $WORK, under APP_WRAPPER if set. Sets
+# APP_URL, APP_PID (the app itself) and APP_LOG. Needs VT_URL; MAX_UPLOAD_BYTES
+# may be preset.
+start_app() {
+    local port wrapper_pid tries=100
+    port=$(free_port)
+    APP_URL="http://127.0.0.1:$port"
+    APP_LOG="$WORK/app.log"
+    mkdir -p "$WORK/data" "$WORK/uploads"
+    # Run from $WORK so that no .env of the checkout is read.
+    (
+        cd "$WORK" || exit
+        exec env -i PATH="$PATH" HOME="$WORK" NO_COLOR=1 \
+            RUST_LOG="${BENCH_RUST_LOG:-info}" \
+            BIND="127.0.0.1:$port" \
+            DATA_DIR="$WORK/data" UPLOAD_DIR="$WORK/uploads" \
+            VT_API_KEY=benchmark-dummy-key VT_BASE_URL="$VT_URL" \
+            VT_REQUESTS_PER_MINUTE=1000000 \
+            MAX_UPLOAD_BYTES="${MAX_UPLOAD_BYTES:-681574400}" \
+            "${APP_WRAPPER[@]}" "$APP_BIN"
+    ) >"$APP_LOG" 2>&1 &
+    wrapper_pid=$!
+    BENCH_PIDS+=("$wrapper_pid")
+    APP_WRAPPER_PID=$wrapper_pid
+    APP_PID=$wrapper_pid
+    if [[ ${#APP_WRAPPER[@]} -gt 0 ]]; then
+        # The app is the wrapper's only child.
+        until APP_PID=$(pgrep -P "$wrapper_pid"); do
+            ((tries-- > 0)) || die "the app did not start under ${APP_WRAPPER[0]}"
+            sleep 0.1
+        done
+        # Stopped first on exit: time(1) would not pass a signal on.
+        BENCH_PIDS+=("$APP_PID")
+    fi
+    tries=200
+    until curl -fsS -o /dev/null "$APP_URL/healthz" 2>/dev/null; do
+        kill -0 "$APP_PID" 2>/dev/null || { cat "$APP_LOG" >&2; die "the app exited"; }
+        ((tries-- > 0)) || die "the app did not answer /healthz in 20 s"
+        sleep 0.1
+    done
+}
+
+# Stops the app gracefully and waits for it (and its wrapper) to exit.
+stop_app() {
+    kill -TERM "$APP_PID" 2>/dev/null || true
+    wait_gone "$APP_PID" 40 || kill -KILL "$APP_PID" 2>/dev/null || true
+    wait "$APP_WRAPPER_PID" 2>/dev/null || true
+    forget_pid "$APP_WRAPPER_PID"
+    forget_pid "$APP_PID"
+}
+
+# Drops $1 from the processes the exit trap stops (it has exited already).
+forget_pid() {
+    local pid kept=()
+    for pid in "${BENCH_PIDS[@]}"; do
+        [[ $pid == "$1" ]] || kept+=("$pid")
+    done
+    BENCH_PIDS=("${kept[@]}")
+}
+
+# A field of /proc/$1/status, in kB (VmRSS, VmHWM, ...).
+proc_kb() {
+    awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"
+}
+
+# Median of the numbers on stdin, one per line.
+median() {
+    sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# The $1th percentile (nearest rank) of the numbers on stdin, one per line.
+percentile() {
+    sort -n | awk -v p="$1" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "n/a"; exit }
+        rank = int(NR * p / 100); if (rank < NR * p / 100) rank++; if (rank < 1) rank = 1
+        print v[rank] }'
+}
+
+# The elapsed_us values the app logged for requests to paths matching $1 ($2 = method).
+logged_elapsed_us() {
+    sed 's/\x1b\[[0-9;]*m//g' "$APP_LOG" |
+        awk -v want="$1" -v method="${2:-GET}" '
+            / request / && index($0, "method=" method) && match($0, /path=[^ ]+/) {
+                path = substr($0, RSTART + 5, RLENGTH - 5)
+                if (path ~ want && match($0, /elapsed_us=[0-9]+/)) print substr($0, RSTART + 11, RLENGTH - 11)
+            }'
+}
+
+# A result row for run.sh's table: bar, measured, target, verdict.
+result_row() {
+    printf 'RESULT|%s|%s|%s|%s\n' "$1" "$2" "$3" "$4"
+}
