@@ -5,7 +5,9 @@
 //! missing.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The public VirusTotal API v3 endpoint.
@@ -37,6 +39,54 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
+    }
+}
+
+/// An IP address or a CIDR range of them, such as `10.0.0.0/8` or `::1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| ())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| ())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(());
+        }
+        Ok(Self { addr, prefix })
     }
 }
 
@@ -91,6 +141,12 @@ pub struct Config {
     pub openai_base_url: Option<String>,
     /// The model to ask; with no model set, the built-in explainer writes summaries.
     pub openai_model: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed when telling clients apart.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Requests one client may make a minute, of any kind.
+    pub rate_limit_per_minute: u32,
+    /// Scans and summaries one client may start a minute.
+    pub scan_rate_limit_per_minute: u32,
     /// How long the model may take to start answering, and to send each next
     /// part. Generous because a local server may first have to load the model.
     pub llm_timeout: Duration,
@@ -123,6 +179,9 @@ impl Config {
             openai_base_url: None,
             openai_model: None,
             llm_timeout: Duration::from_secs(60),
+            trusted_proxies: Vec::new(),
+            rate_limit_per_minute: 600,
+            scan_rate_limit_per_minute: 20,
         }
     }
 
@@ -168,6 +227,27 @@ impl Config {
         config.redis_url = secret("REDIS_URL", &get)?;
         if let Some(prefix) = get("REDIS_KEY_PREFIX") {
             config.redis_key_prefix = prefix;
+        }
+        if let Some(list) = get("TRUSTED_PROXIES") {
+            config.trusted_proxies = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse().map_err(|_| ConfigError::Invalid {
+                        var: "TRUSTED_PROXIES",
+                        reason: format!("{s:?} is not an IP address or CIDR range"),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(value) = get("RATE_LIMIT_PER_MINUTE") {
+            let limit = parse_positive("RATE_LIMIT_PER_MINUTE", &value)?;
+            config.rate_limit_per_minute = u32::try_from(limit).unwrap_or(u32::MAX);
+        }
+        if let Some(value) = get("SCAN_RATE_LIMIT_PER_MINUTE") {
+            let limit = parse_positive("SCAN_RATE_LIMIT_PER_MINUTE", &value)?;
+            config.scan_rate_limit_per_minute = u32::try_from(limit).unwrap_or(u32::MAX);
         }
         config.openai_api_key = secret("OPENAI_API_KEY", &get)?;
         if let Some(url) = get("OPENAI_BASE_URL") {
@@ -297,6 +377,28 @@ mod tests {
             Duration::from_secs(86400)
         );
         assert_eq!(config_from(&[]).unwrap().vt_requests_per_minute, 4);
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let config = config_from(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")]).unwrap();
+        let [range, single, v6] = config.trusted_proxies[..] else {
+            panic!("three entries")
+        };
+        assert!(range.contains("10.20.30.40".parse().unwrap()));
+        assert!(!range.contains("11.0.0.1".parse().unwrap()));
+        assert!(single.contains("127.0.0.1".parse().unwrap()));
+        assert!(!single.contains("127.0.0.2".parse().unwrap()));
+        assert!(v6.contains("::1".parse().unwrap()));
+        assert!(!v6.contains("127.0.0.1".parse().unwrap()));
+        let err = config_from(&[("TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
+        assert!(err.to_string().starts_with("TRUSTED_PROXIES"), "{err}");
+        assert!(
+            "0.0.0.0/0"
+                .parse::<IpNet>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
     }
 
     #[test]

@@ -56,13 +56,15 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Serv
         upload_dir,
         max_upload_bytes: config.max_upload_bytes,
     });
+    let limits = web::RateLimits::new(&config)?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .configure(web::configure)
+            .configure(web::routes(limits.clone()))
             .default_service(actix::to(web::not_found))
-            .wrap(from_fn(web::browser_id))
             .wrap(from_fn(web::reject_cross_site))
+            .wrap(from_fn(web::browser_id))
+            .wrap(limits.every_request())
             .wrap(web::error_pages())
             .wrap(web::security_headers())
             .wrap(from_fn(web::log_request))

@@ -84,7 +84,10 @@ impl EmbeddedStore {
                 }
                 if let Some(owner) = &scan.owner {
                     let entry = history_key(owner, scan.created_at, &key);
-                    txn.open_table(HISTORY).db()?.insert(entry.as_str(), ()).db()?;
+                    txn.open_table(HISTORY)
+                        .db()?
+                        .insert(entry.as_str(), ())
+                        .db()?;
                 }
             }
             txn.commit().db()?;

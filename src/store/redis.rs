@@ -240,7 +240,10 @@ impl ScanStore for RedisStore {
     async fn update(&self, scan: &Scan) -> Result<bool, StoreError> {
         let id = scan.id.to_string();
         let scan_key = self.scan_key(&id);
-        let history_key = scan.owner.as_deref().map_or_else(|| scan_key.clone(), |o| self.history_key(o));
+        let history_key = scan
+            .owner
+            .as_deref()
+            .map_or_else(|| scan_key.clone(), |o| self.history_key(o));
         let written: i64 = redis::cmd("EVAL")
             .arg(UPDATE_SCAN)
             .arg(3)

@@ -9,14 +9,18 @@ use super::AppState;
 use super::browser::BrowserId;
 use super::error::AppError;
 use super::pages::{Layout, html, human_size};
+use super::rate_limit::RateLimits;
 use crate::scan::HashQuery;
 
 /// Longest search text echoed back into the form.
 const MAX_ECHOED_QUERY: usize = 200;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/search", web::get().to(search));
+pub fn routes(cfg: &mut web::ServiceConfig, limits: &RateLimits) {
+    cfg.route("/", web::get().to(index)).service(
+        web::resource("/search")
+            .wrap(limits.new_scans())
+            .route(web::get().to(search)),
+    );
 }
 
 #[derive(Template)]

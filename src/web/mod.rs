@@ -8,6 +8,7 @@ mod health;
 mod history;
 mod home;
 mod pages;
+mod rate_limit;
 mod request_log;
 mod scans;
 mod security;
@@ -39,19 +40,22 @@ impl AppState {
     }
 }
 
-/// Registers every route, the security middleware and the error pages.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(home::routes)
-        .configure(upload::routes)
-        .configure(scans::routes)
-        .configure(history::routes)
-        .configure(summary::routes)
-        .configure(health::routes)
-        .configure(assets::routes);
+/// Registers every route; those that start work get the stricter rate limit.
+pub fn routes(limits: RateLimits) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg| {
+        home::routes(cfg, &limits);
+        upload::routes(cfg, &limits);
+        scans::routes(cfg, &limits);
+        summary::routes(cfg, &limits);
+        history::routes(cfg);
+        health::routes(cfg);
+        assets::routes(cfg);
+    }
 }
 
 pub use browser::browser_id;
 pub use error::{error_pages, not_found};
+pub use rate_limit::{InvalidRateLimit, RateLimits};
 pub use request_log::log_request;
 pub use security::{headers as security_headers, reject_cross_site};
 

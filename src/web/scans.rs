@@ -10,6 +10,7 @@ use super::AppState;
 use super::browser::BrowserId;
 use super::error::AppError;
 use super::pages::{Layout, html, render};
+use super::rate_limit::RateLimits;
 use super::view::ScanView;
 use crate::scan::{Mode, Report, Scan, ScanState, StoredSummary, Subject};
 
@@ -20,11 +21,12 @@ const STOP_POLLING: u16 = 286;
 const MIN_REFRESH: u32 = 2;
 const MAX_REFRESH: u32 = 60;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut web::ServiceConfig, limits: &RateLimits) {
+    let reanalysis = web::resource("/scans/{id}/reanalyse").wrap(limits.new_scans());
     cfg.route("/scans/{id}.json", web::get().to(report_json))
         .route("/scans/{id}/status", web::get().to(status))
         .route("/scans/{id}/delete", web::post().to(delete))
-        .route("/scans/{id}/reanalyse", web::post().to(reanalyse))
+        .service(reanalysis.route(web::post().to(reanalyse)))
         .route("/scans/{id}", web::get().to(show));
 }
 

@@ -15,6 +15,7 @@ use super::AppState;
 use super::browser::BrowserId;
 use super::error::AppError;
 use super::pages::{escape_html, html, render};
+use super::rate_limit::RateLimits;
 use super::scans::scan_page;
 use super::view::author_label;
 use crate::scan::SummaryEvent;
@@ -22,9 +23,11 @@ use crate::scan::SummaryEvent;
 /// Comments sent while the writer is quiet, so proxies keep the stream open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/scans/{id}/summary/stream", web::get().to(stream))
-        .route("/scans/{id}/summary", web::post().to(write));
+pub fn routes(cfg: &mut web::ServiceConfig, limits: &RateLimits) {
+    let stream_resource = web::resource("/scans/{id}/summary/stream").wrap(limits.new_scans());
+    let write_resource = web::resource("/scans/{id}/summary").wrap(limits.new_scans());
+    cfg.service(stream_resource.route(web::get().to(stream)))
+        .service(write_resource.route(web::post().to(write)));
 }
 
 /// What replaces the status line when the stream ends: who wrote the summary,

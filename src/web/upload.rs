@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use super::AppState;
 use super::browser::BrowserId;
 use super::error::AppError;
+use super::rate_limit::RateLimits;
 use crate::scan::Mode;
 use crate::upload::{SpoolError, SpooledFile, spool};
 
@@ -17,8 +18,12 @@ const FORM_OVERHEAD_BYTES: u64 = 64 * 1024;
 /// Longest value accepted for a text field (mode, password).
 const MAX_TEXT_FIELD_BYTES: usize = 1024;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/scans", web::post().to(create));
+pub fn routes(cfg: &mut web::ServiceConfig, limits: &RateLimits) {
+    cfg.service(
+        web::resource("/scans")
+            .wrap(limits.new_scans())
+            .route(web::post().to(create)),
+    );
 }
 
 /// The fields of the upload form.

@@ -56,9 +56,23 @@ async fn each_browser_sees_only_its_own_scans_newest_first() {
     let (status, page) = bob.page(&app, &first).await;
     assert_eq!(status, 200);
     assert_eq!(count(&page, "form.delete-form"), 0);
-    let json = bob.get(&app, &format!("{first}.json")).await.text().await.unwrap();
-    let owner = alice.cookie().unwrap().split('=').nth(1).unwrap().to_owned();
-    assert!(!json.contains(&owner), "the owner's browser id never leaves through a link");
+    let json = bob
+        .get(&app, &format!("{first}.json"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let owner = alice
+        .cookie()
+        .unwrap()
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        !json.contains(&owner),
+        "the owner's browser id never leaves through a link"
+    );
     let refused = bob.post(&app, &format!("{first}/delete")).await;
     assert_eq!(refused.status(), 404);
     assert_eq!(
@@ -469,13 +483,24 @@ async fn deleting_a_running_scan_stops_it_for_good() {
         assert!(Instant::now() < deadline, "never started analysing");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(browser.post(&app, &format!("{scan}/delete")).await.status(), 303);
+    assert_eq!(
+        browser.post(&app, &format!("{scan}/delete")).await.status(),
+        303
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let polls = vt.count("GET", "/analyses/");
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    assert_eq!(vt.count("GET", "/analyses/"), polls, "no more polls for a deleted scan");
-    assert_eq!(browser.page(&app, &scan).await.0, 404, "the job did not bring it back");
+    assert_eq!(
+        vt.count("GET", "/analyses/"),
+        polls,
+        "no more polls for a deleted scan"
+    );
+    assert_eq!(
+        browser.page(&app, &scan).await.0,
+        404,
+        "the job did not bring it back"
+    );
     let (_, history) = browser.page(&app, "/history").await;
     assert!(history_names(&history).is_empty());
 }

@@ -478,7 +478,11 @@ async fn without_javascript_refresh_happens_only_when_asked() {
         "stops once final"
     );
     let controls = noscript(&final_page);
-    assert_eq!(count(&controls, "a[href*='refresh']"), 0, "no refresh offered once final");
+    assert_eq!(
+        count(&controls, "a[href*='refresh']"),
+        0,
+        "no refresh offered once final"
+    );
     assert!(!controls.html().contains("Check again"));
 }
 
@@ -916,4 +920,65 @@ async fn wait_for_status(app: &TestApp, location: &str, wanted: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("scan never reached {wanted}");
+}
+
+#[tokio::test]
+async fn one_client_cannot_start_scans_without_limit() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    let app = TestApp::start_with(&vt, |c| c.scan_rate_limit_per_minute = 4).await;
+    let search = |forwarded: Option<&'static str>| {
+        let mut request = client()
+            .get(app.at("/search"))
+            .query(&[("q", "ab".repeat(16))]);
+        if let Some(address) = forwarded {
+            request = request.header("x-forwarded-for", address);
+        }
+        request.send()
+    };
+
+    assert_eq!(search(None).await.unwrap().status(), 303);
+    let limited = search(None).await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15).contains(&wait), "{wait}");
+    let page = scraper::Html::parse_document(&limited.text().await.unwrap());
+    assert_eq!(text_of(&page, "h1").as_deref(), Some("Too many requests"));
+    // Inventing a forwarding address does not help a client that is not a proxy.
+    assert_eq!(search(Some("198.51.100.1")).await.unwrap().status(), 429);
+    // Reading pages is not held back by the limit on new scans.
+    assert_eq!(
+        client().get(app.at("/")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(vt.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    let app = TestApp::start_with(&vt, |c| {
+        c.scan_rate_limit_per_minute = 4;
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
+    })
+    .await;
+    let search = |forwarded: &'static str| {
+        client()
+            .get(app.at("/search"))
+            .query(&[("q", "cd".repeat(16))])
+            .header("x-forwarded-for", forwarded)
+            .send()
+    };
+
+    assert_eq!(search("198.51.100.1").await.unwrap().status(), 303);
+    assert_eq!(search("198.51.100.1").await.unwrap().status(), 429);
+    assert_eq!(search("198.51.100.2").await.unwrap().status(), 303);
+    // A client cannot pose as another by putting a fake entry in front.
+    assert_eq!(
+        search("198.51.100.2, 198.51.100.1").await.unwrap().status(),
+        429
+    );
 }

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod browser;
 mod fake_vt_contract;
 mod history_and_scaling;
 mod journeys;

@@ -267,11 +267,20 @@ async fn updates_only_a_scan_that_still_exists(store: &dyn ScanStore) {
     store.save(&scan).await.unwrap();
     scan.state = ScanState::Completed;
     assert!(store.update(&scan).await.unwrap());
-    assert_eq!(json(&store.load(scan.id).await.unwrap().unwrap()), json(&scan));
-    assert!(unfinished_set(store).await.is_empty(), "a final update leaves the unfinished set");
+    assert_eq!(
+        json(&store.load(scan.id).await.unwrap().unwrap()),
+        json(&scan)
+    );
+    assert!(
+        unfinished_set(store).await.is_empty(),
+        "a final update leaves the unfinished set"
+    );
 
     store.delete(scan.id).await.unwrap();
-    assert!(!store.update(&scan).await.unwrap(), "a deleted scan stays deleted");
+    assert!(
+        !store.update(&scan).await.unwrap(),
+        "a deleted scan stays deleted"
+    );
     assert!(store.load(scan.id).await.unwrap().is_none());
     assert!(store.history("alice", 10).await.unwrap().is_empty());
 }
@@ -387,8 +396,8 @@ async fn forgets_a_report_once_its_ttl_passes(store: &dyn ScanStore) {
 }
 
 async fn a_lease_is_exclusive_renewable_and_expires(store: &dyn ScanStore) {
-    // Margins of 200 ms, so a busy machine oversleeping does not matter.
-    let ttl = Duration::from_millis(500);
+    // Margins of 600 ms, so a busy machine oversleeping does not matter.
+    let ttl = Duration::from_millis(1500);
     assert!(store.acquire_lease("scan-1", "a", ttl).await.unwrap());
     assert!(
         !store.acquire_lease("scan-1", "b", ttl).await.unwrap(),
@@ -399,19 +408,19 @@ async fn a_lease_is_exclusive_renewable_and_expires(store: &dyn ScanStore) {
         "per key"
     );
 
-    // Renewed after 300 ms, the lease outlives its first 500 ms.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Renewed after 900 ms, the lease outlives its first 1500 ms.
+    tokio::time::sleep(Duration::from_millis(900)).await;
     assert!(
         store.acquire_lease("scan-1", "a", ttl).await.unwrap(),
         "renewal"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
     assert!(
         !store.acquire_lease("scan-1", "b", ttl).await.unwrap(),
         "renewed"
     );
 
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(
         store.acquire_lease("scan-1", "b", ttl).await.unwrap(),
         "expired"

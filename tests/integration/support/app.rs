@@ -39,6 +39,8 @@ pub fn test_config(vt: &FakeVirusTotal, dir: &std::path::Path) -> Config {
     config.vt_request_timeout = Duration::from_secs(5);
     // Quota tests set their own limit; the others must not wait for one.
     config.vt_requests_per_minute = 100_000;
+    config.rate_limit_per_minute = 1_000_000;
+    config.scan_rate_limit_per_minute = 1_000_000;
     config
 }
 

@@ -280,12 +280,38 @@ impl Chrome {
         }
     }
 
+    /// Waits until the path (and query) shown satisfies `check`; returns it.
+    pub async fn wait_for_path(
+        &self,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let path = self.path().await;
+            if check(&path) {
+                return path;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the browser did not reach {what} within {timeout:?}; it shows {path}:\n{}",
+                self.main_html().await
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// The first element matching `css`, or a panic naming it.
     pub async fn element(&self, css: &str) -> Element {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css} on {}: {e}", self.path_or_blank().await))
+        match self.client.find(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(e) => panic!(
+                "no element {css} on {} ({e}); the page:\n{}",
+                self.path_or_blank().await,
+                self.main_html().await
+            ),
+        }
     }
 
     /// How many elements match `css`.
@@ -373,6 +399,23 @@ impl Chrome {
     pub async fn focused_id(&self) -> String {
         let focused = self.client.active_element().await.unwrap();
         focused.attr("id").await.unwrap().unwrap_or_default()
+    }
+
+    /// The role Chromium's accessibility tree gives the first element matching
+    /// `css` (WebDriver's "Get Computed Role", which fantoccini has no method for).
+    pub async fn computed_role(&self, css: &str) -> String {
+        let element = self.element(css).await;
+        let session = self.client.session_id().await.unwrap().unwrap();
+        let url = format!(
+            "{}/session/{session}/element/{}/computedrole",
+            self.driver.url,
+            &*element.element_id()
+        );
+        let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        body["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no computed role for {css}: {body}"))
+            .to_owned()
     }
 
     /// The browser's console log since the last call (chromedriver's log endpoint,
