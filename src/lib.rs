@@ -2,6 +2,7 @@
 //! the answer. `serve` builds the whole app; `main` and the tests both call it.
 
 pub mod config;
+pub mod format;
 pub mod scan;
 pub mod store;
 pub mod summary;

@@ -791,7 +791,7 @@ pub(crate) mod tests {
     #[test]
     fn details_name_type_size_and_dates() {
         let text = text(&report_flagged_by(&[], &[]));
-        assert!(text.contains("It is a Win32 EXE file of 45.3 kB."));
+        assert!(text.contains("It is a Win32 EXE file of 44.2 KiB."));
         assert!(text.contains(
             "VirusTotal first saw it on 2021-03-04 and last analysed it on 2024-05-01 (dates in \
              UTC)."

@@ -6,9 +6,6 @@
 //! been shaped by whoever made the file, so it passes through [`clean`] before a
 //! writer repeats it.
 
-use time::OffsetDateTime;
-use time::macros::format_description;
-
 use crate::scan::{EngineVerdict, Report};
 
 /// Engine-name prefixes of well-known vendors, compared after [`engine_key`]
@@ -142,35 +139,7 @@ fn is_format_trick(c: char) -> bool {
     )
 }
 
-/// A Unix timestamp as `YYYY-MM-DD` (UTC).
-pub(crate) fn utc_date(timestamp: i64) -> Option<String> {
-    let date = OffsetDateTime::from_unix_timestamp(timestamp).ok()?;
-    date.format(format_description!("[year]-[month]-[day]"))
-        .ok()
-}
-
-/// A byte count in decimal units ("512 bytes", "45.3 kB", "1.2 MB").
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return if bytes == 1 {
-            "1 byte".to_owned()
-        } else {
-            format!("{bytes} bytes")
-        };
-    }
-    // Floating point is fine here: the figure is rounded for reading anyway.
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = UNITS[0];
-    for next in &UNITS[1..] {
-        if value < 999.95 {
-            break;
-        }
-        value /= 1000.0;
-        unit = next;
-    }
-    format!("{value:.1} {unit}")
-}
+pub(crate) use crate::format::{day as utc_date, human_size};
 
 /// "A", "A and B", "A, B and C".
 pub(crate) fn join_and(items: &[String]) -> String {
@@ -242,15 +211,9 @@ mod tests {
     }
 
     #[test]
-    fn dates_and_sizes_read_plainly() {
+    fn dates_read_plainly() {
         assert_eq!(utc_date(1_614_816_000).as_deref(), Some("2021-03-04"));
         assert_eq!(utc_date(i64::MAX), None);
-        assert_eq!(human_size(1), "1 byte");
-        assert_eq!(human_size(999), "999 bytes");
-        assert_eq!(human_size(45_300), "45.3 kB");
-        assert_eq!(human_size(999_990), "1.0 MB");
-        assert_eq!(human_size(1_200_000), "1.2 MB");
-        assert_eq!(human_size(650 * 1024 * 1024), "681.6 MB");
     }
 
     #[test]

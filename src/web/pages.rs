@@ -3,8 +3,6 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use askama::Template;
-use time::OffsetDateTime;
-use time::macros::format_description;
 
 /// Data the base template needs on every page.
 #[derive(Debug, Clone, Copy)]
@@ -45,45 +43,11 @@ pub fn escape_html(text: &str) -> String {
     escaped
 }
 
-/// "1.5 MB" style sizes, in decimal units as file managers show them.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return if bytes == 1 {
-            "1 byte".to_owned()
-        } else {
-            format!("{bytes} bytes")
-        };
-    }
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-/// A Unix time as "2024-05-01 14:03 UTC".
-pub fn format_date(unix_seconds: i64) -> String {
-    let format = format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    OffsetDateTime::from_unix_timestamp(unix_seconds)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| "unknown date".to_owned())
-}
+pub use crate::format::{date_time as format_date, human_size};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_naturally() {
-        assert_eq!(human_size(1), "1 byte");
-        assert_eq!(human_size(999), "999 bytes");
-        assert_eq!(human_size(1_500_000), "1.5 MB");
-        assert_eq!(human_size(681_574_400), "681.6 MB");
-    }
 
     #[test]
     fn markup_is_escaped() {
@@ -91,10 +55,5 @@ mod tests {
             escape_html("<img src=x onerror='a()'> & \"b\""),
             "&lt;img src=x onerror=&#39;a()&#39;&gt; &amp; &quot;b&quot;"
         );
-    }
-
-    #[test]
-    fn dates_are_utc() {
-        assert_eq!(format_date(1_657_036_044), "2022-07-05 15:47 UTC");
     }
 }

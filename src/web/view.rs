@@ -62,7 +62,12 @@ impl ScanView {
                 name: Some(name), ..
             } => name.clone(),
             Subject::File { name: None, .. } => "Uploaded file".to_owned(),
-            Subject::Hash { hash } => format!("Hash {hash}"),
+            // A searched hash is no name; the report may know one.
+            Subject::Hash { .. } => scan
+                .report
+                .as_ref()
+                .and_then(|r| r.meaningful_name.clone())
+                .unwrap_or_else(|| "Hash search".to_owned()),
         };
         let progress = match (&scan.state, scan.mode) {
             _ if scan.waiting_for_quota && !scan.state.is_final() => Some(

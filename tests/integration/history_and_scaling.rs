@@ -504,3 +504,37 @@ async fn deleting_a_running_scan_stops_it_for_good() {
     let (_, history) = browser.page(&app, "/history").await;
     assert!(history_names(&history).is_empty());
 }
+
+#[tokio::test]
+async fn an_upload_cut_off_by_a_crash_fails_with_a_clear_reason() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    vt.inject(
+        Route::UploadDirect,
+        Failure::Hang(Duration::from_secs(30)),
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&vt, dir.path());
+    let browser = Browser::new();
+
+    let mut crashed = TestApp::start_config(config.clone());
+    let scan = browser
+        .upload(&crashed, &sample(9), "cut.bin", "upload")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vt.count("POST", "/files") == 0 {
+        assert!(Instant::now() < deadline, "the upload never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    crashed.stop();
+
+    let restarted = TestApp::start_config(config);
+    let page = wait_until_final(&restarted, &scan).await;
+    assert_eq!(status_attr(&page, "data-status").as_deref(), Some("failed"));
+    let text = text_of(&page, "#scan-status").unwrap();
+    assert!(
+        text.contains("The upload was interrupted") && text.contains("upload it again"),
+        "{text}"
+    );
+    assert!(vt.uploads().is_empty());
+}

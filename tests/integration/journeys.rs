@@ -188,7 +188,7 @@ async fn full_scan_of_a_known_file_reuses_its_report() {
 #[tokio::test]
 async fn full_scan_uploads_an_unknown_file_and_follows_the_analysis() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
-    vt.set_analysis_timeline(1, 3, 3);
+    vt.set_analysis_timeline(1, 12, 12);
     vt.set_upload_outcome(FileFixture::new(b"").detections(3, 1, 66, 0));
     let app = TestApp::start(&vt).await;
     let content = b"#!/bin/sh\necho brand new script\n".to_vec();
@@ -231,8 +231,10 @@ async fn full_scan_uploads_an_unknown_file_and_follows_the_analysis() {
     );
     assert_eq!(uploads[0].file_name.as_deref(), Some("r_sum___v2_.sh"));
     assert_eq!(uploads[0].password, None);
-    assert!(
-        vt.count("GET", "/analyses/") >= 7,
+    // One 404, twelve queued, twelve in progress, one completed: each poll made once.
+    assert_eq!(
+        vt.count("GET", "/analyses/"),
+        26,
         "the analysis is followed to the end"
     );
     assert_eq!(spooled_files(&app), 0);
@@ -615,7 +617,7 @@ async fn files_over_the_limit_are_refused_while_they_arrive() {
     assert!(
         text_of(&page, "#upload-error")
             .unwrap()
-            .contains("larger than 1.0 KB")
+            .contains("larger than 1000 bytes")
     );
 
     // Within the declared slack but over the limit: cut off while streaming.
