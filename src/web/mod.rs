@@ -59,6 +59,11 @@ pub use rate_limit::{InvalidRateLimit, RateLimits};
 pub use request_log::log_request;
 pub use security::{headers as security_headers, reject_cross_site};
 
+/// The scan id in a path; a malformed one is as unknown as a missing one.
+fn scan_id(raw: &str) -> Result<uuid::Uuid, AppError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| AppError::ScanNotFound)
+}
+
 /// `303 See Other`, the answer to a form post that created something.
 fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()

@@ -62,7 +62,7 @@ async fn show(
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::ScanNotFound)?;
+    let id = super::scan_id(&id)?;
     let page = scan_page(&state, &browser, id, query.refresh, None).await?;
     Ok(html(StatusCode::OK, &page))
 }
@@ -165,7 +165,7 @@ async fn delete(
     browser: BrowserId,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::ScanNotFound)?;
+    let id = super::scan_id(&id)?;
     state.scanner.delete(id, browser.as_str()).await?;
     Ok(super::see_other("/history"))
 }
@@ -176,7 +176,7 @@ async fn reanalyse(
     browser: BrowserId,
     id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::ScanNotFound)?;
+    let id = super::scan_id(&id)?;
     let new_id = state
         .scanner
         .reanalyse(id, Some(browser.as_str().to_owned()))
@@ -186,6 +186,6 @@ async fn reanalyse(
 
 /// A scan by the id in the path; a malformed id is as unknown as a missing one.
 async fn load(state: &AppState, id: &str) -> Result<Scan, AppError> {
-    let id = Uuid::parse_str(id).map_err(|_| AppError::ScanNotFound)?;
+    let id = super::scan_id(id)?;
     state.scanner.find(id).await?.ok_or(AppError::ScanNotFound)
 }

@@ -9,7 +9,6 @@ use actix_web_lab::sse::{self, Sse};
 use askama::Template;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
-use uuid::Uuid;
 
 use super::AppState;
 use super::browser::BrowserId;
@@ -45,7 +44,7 @@ async fn stream(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<impl Responder, AppError> {
-    let id = parse_id(&id)?;
+    let id = super::scan_id(&id)?;
     let feed = state.scanner.summary_feed(id, false).await?;
     let (tx, rx) = mpsc::channel(64);
 
@@ -120,7 +119,7 @@ async fn write(
     id: web::Path<String>,
     form: web::Form<WriteForm>,
 ) -> Result<HttpResponse, AppError> {
-    let id = parse_id(&id)?;
+    let id = super::scan_id(&id)?;
     let again = form.again.is_some();
     match state.scanner.write_summary(id, again).await? {
         Ok(_) => Ok(super::see_other(&format!("/scans/{id}#summary-heading"))),
@@ -129,8 +128,4 @@ async fn write(
             Ok(html(StatusCode::BAD_GATEWAY, &page))
         }
     }
-}
-
-fn parse_id(id: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id).map_err(|_| AppError::ScanNotFound)
 }
