@@ -55,7 +55,15 @@ impl Scanner {
     pub(super) async fn drive(&self, mut scan: Scan, work: Work) {
         tracing::info!("scan started");
         let outcome = match work {
-            Work::Lookup => self.lookup(&mut scan).await.map(|_| ()),
+            Work::Lookup => match self.lookup(&mut scan).await {
+                // Only a lookup-only scan ends here; for the others, not found
+                // is a step on the way, never a state to store.
+                Ok(Lookup::NotFound) => {
+                    self.set_state(&mut scan, ScanState::NotFound).await;
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            },
             Work::Upload { file, password } => self.upload(&mut scan, file, password).await,
             Work::Reanalyse => self.reanalyse_file(&mut scan).await,
             Work::Follow { analysis_id, since } => {
@@ -76,7 +84,8 @@ impl Scanner {
         tracing::info!(status = scan.state.status_code(), "scan ended");
     }
 
-    /// Completes the scan from the report cache or VirusTotal, or marks it not found.
+    /// Completes the scan from the report cache or VirusTotal, or says that
+    /// VirusTotal does not know the file (and leaves the state to the caller).
     async fn lookup(&self, scan: &mut Scan) -> Result<Lookup, VtError> {
         let hash = scan.subject.lookup_hash().to_owned();
         // Simultaneous lookups of one hash queue here; all but the first find
@@ -103,10 +112,7 @@ impl Scanner {
                 self.complete(scan, report, unix_now()).await;
                 Ok(Lookup::Found)
             }
-            Err(VtError::NotFound(_)) => {
-                self.set_state(scan, ScanState::NotFound).await;
-                Ok(Lookup::NotFound)
-            }
+            Err(VtError::NotFound(_)) => Ok(Lookup::NotFound),
             Err(error) => Err(error),
         }
     }

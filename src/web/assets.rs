@@ -5,6 +5,11 @@ use actix_web::{HttpResponse, web};
 /// Path, content type and content of each file served under `/static/`.
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../static/favicon.svg"),
+    ),
+    (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../../static/app.css"),

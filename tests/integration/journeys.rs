@@ -2,7 +2,7 @@
 //! VirusTotal: lookups, full scans, hash search, the live scan page, and what
 //! happens on bad input and on each VirusTotal failure.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::app::{
     TestApp, client, count, get_page, noscript, post_upload, scan_location, spooled_files,
@@ -10,7 +10,7 @@ use crate::support::app::{
 };
 use crate::support::fake_vt::{Failure, FakeVirusTotal, FileFixture, Route, UploadVia};
 
-use crate::support::app::VT_KEY;
+use crate::support::app::{Browser, VT_KEY};
 
 fn malware() -> Vec<u8> {
     b"MZ pretend this is a dangerous program".to_vec()
@@ -982,5 +982,57 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     assert_eq!(
         search("198.51.100.2, 198.51.100.1").await.unwrap().status(),
         429
+    );
+}
+
+/// `not_found` is final, so a full scan must never show it on its way to an
+/// upload: a page polled in that moment would stop polling and never show the
+/// verdict. This follows several full scans as closely as the app answers.
+#[tokio::test]
+async fn a_full_scan_is_never_shown_as_not_found_before_its_upload() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    vt.set_analysis_timeline(0, 1, 1);
+    let app = TestApp::start(&vt).await;
+    let browser = Browser::new();
+    let http = client();
+
+    let mut wrong = Vec::new();
+    for i in 0..5 {
+        let content = format!("a file VirusTotal does not know, number {i}");
+        let scan = browser
+            .upload(&app, content.as_bytes(), "unknown.bin", "upload")
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut states: Vec<String> = Vec::new();
+        // As fast as the app answers: the wrong state lasts about one store write.
+        loop {
+            let fragment = http
+                .get(app.at(&format!("{scan}/status")))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let state = fragment
+                .split_once("data-status=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(state, _)| state.to_owned())
+                .unwrap_or_default();
+            if states.last() != Some(&state) {
+                states.push(state.clone());
+            }
+            if state == "completed" || state == "failed" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "scan stuck: {states:?}");
+        }
+        if states.iter().any(|s| s == "not_found") {
+            wrong.push(states);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "full scans showed a final not_found before their upload: {wrong:?}"
     );
 }

@@ -10,6 +10,7 @@
 //! so nothing can outlive the test process. Dropping a [`Chrome`] kills the
 //! driver's whole process group (the browser included) and removes the profile.
 
+// Each test uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::fmt;
@@ -108,8 +109,9 @@ impl Driver {
         }
     }
 
-    /// Waits until the driver answers `/status` with `ready: true`.
-    async fn wait_ready(&mut self) {
+    /// Waits until the driver answers `/status` with `ready: true`; an error
+    /// (with the driver's log) if it exited first.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
@@ -117,16 +119,16 @@ impl Driver {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(exit)) = self.child.try_wait() {
-                panic!(
-                    "chromedriver exited at start ({exit}): {INSTALL_HINT}\n{}",
+                return Err(format!(
+                    "chromedriver exited at start ({exit})\n{}",
                     self.log()
-                );
+                ));
             }
             if let Ok(response) = http.get(format!("{}/status", self.url)).send().await
                 && let Ok(body) = response.json::<Value>().await
                 && body["value"]["ready"] == json!(true)
             {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
@@ -204,8 +206,17 @@ pub struct LogEntry {
 impl Chrome {
     /// Starts a driver and a headless Chromium with a fresh profile.
     pub async fn start(js: Js) -> Chrome {
-        let mut driver = Driver::start();
-        driver.wait_ready().await;
+        // Another process may take the free port before chromedriver binds it:
+        // then the driver exits at once, and a second port is tried.
+        let mut attempts = 0;
+        let driver = loop {
+            let mut driver = Driver::start();
+            match driver.wait_ready().await {
+                Ok(()) => break driver,
+                Err(e) if attempts == 2 => panic!("{e}\n{INSTALL_HINT}"),
+                Err(_) => attempts += 1,
+            }
+        };
 
         let user_data = driver.profile.path().join("profile");
         let mut args: Vec<String> = [
