@@ -3,12 +3,18 @@
 
 It answers `GET /api/v3/files/{hash}` for any hash with one realistic file
 report (about seventy engines), built once at start-up around the hash asked
-for. It checks nothing (no key, no quota) and knows no other endpoint: every
-other request gets VirusTotal's `NotFoundError` shape. It listens on 127.0.0.1
-only, on the port given or on a free one, and writes the port it got to
-`--port-file` so a script can find it.
+for. It checks nothing (no key, no quota). Every other request gets
+VirusTotal's `NotFoundError` shape, except with --unknown-files: then a hash is
+unknown (404) until an upload has arrived after it was first asked for, and
+the upload path works too (`GET /files/upload_url`, the POST of the file to
+that URL or to `/files`, read and thrown away, and `GET /analyses/{id}`, at
+once completed), so that a full scan can be followed to its end.
 
-Standard library only: python3 fake_vt.py --port-file FILE [--port N]
+It listens on 127.0.0.1 only, on the port given or on a free one, and writes
+the port it got to `--port-file` so a script can find it.
+
+Standard library only:
+  python3 fake_vt.py --port-file FILE [--port N] [--unknown-files]
 """
 
 import argparse
@@ -17,6 +23,7 @@ import http.server
 import json
 import os
 import sys
+import threading
 import time
 
 # Engines as VirusTotal names them in `last_analysis_results`, with the
@@ -90,6 +97,12 @@ def engine_results():
 RESULTS, STATS = engine_results()
 NOW = int(time.time())
 
+# With --unknown-files: hashes asked for since the last upload, and hashes
+# known because an upload arrived after they were asked for.
+UNKNOWN_FILES = False
+ASKED, KNOWN = set(), set()
+LOCK = threading.Lock()
+
 
 def derived(hash_asked, algorithm):
     """A stable hex digest of another kind, for the hashes nobody asked with."""
@@ -146,24 +159,71 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        prefix = "/api/v3/files/"
+        host = self.headers.get("Host", "127.0.0.1")
         path = self.path.split("?", 1)[0]
-        rest = path[len(prefix):] if path.startswith(prefix) else ""
-        if rest and "/" not in rest:
-            host = self.headers.get("Host", "127.0.0.1")
-            self.answer(200, file_report(rest, host))
+        files, analyses = "/api/v3/files/", "/api/v3/analyses/"
+        if UNKNOWN_FILES and path == files + "upload_url":
+            self.answer(200, {"data": "http://%s/upload/%d" % (host, time.time_ns())})
+        elif path.startswith(files) and "/" not in path[len(files):]:
+            wanted = path[len(files):].lower()
+            if self.known(wanted):
+                self.answer(200, file_report(wanted, host))
+            else:
+                self.not_found()
+        elif UNKNOWN_FILES and path.startswith(analyses):
+            self.answer(200, {"data": {
+                "type": "analysis", "id": path[len(analyses):],
+                "attributes": {"status": "completed", "date": int(time.time()),
+                               "stats": STATS, "results": RESULTS}}})
         else:
             self.not_found()
 
     def do_POST(self):
-        # Drain the body so the connection stays usable, then refuse.
-        length = int(self.headers.get("Content-Length") or 0)
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 16))
+        received = self.drain()
+        path = self.path.split("?", 1)[0]
+        if UNKNOWN_FILES and (path == "/api/v3/files" or path.startswith("/upload/")):
+            with LOCK:
+                KNOWN.update(ASKED)
+                ASKED.clear()
+            print("fake VirusTotal: received an upload of %d bytes" % received,
+                  file=sys.stderr)
+            self.answer(200, {"data": {"type": "analysis",
+                                       "id": "bench-analysis-%d" % time.time_ns()}})
+        else:
+            self.not_found()
+
+    @staticmethod
+    def known(wanted):
+        if not UNKNOWN_FILES:
+            return True
+        with LOCK:
+            if wanted in KNOWN:
+                return True
+            ASKED.add(wanted)
+            return False
+
+    def drain(self):
+        """Reads the request body and throws it away; returns its length."""
+        received = 0
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():
+                        pass
+                    return received
+                received += self.skip(size)
+                self.rfile.readline()
+        return self.skip(int(self.headers.get("Content-Length") or 0))
+
+    def skip(self, length):
+        done = 0
+        while done < length:
+            chunk = self.rfile.read(min(length - done, 1 << 20))
             if not chunk:
                 break
-            length -= len(chunk)
-        self.not_found()
+            done += len(chunk)
+        return done
 
     def not_found(self):
         self.answer(404, {"error": {"code": "NotFoundError",
@@ -185,7 +245,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", required=True)
+    parser.add_argument("--unknown-files", action="store_true")
     args = parser.parse_args()
+    global UNKNOWN_FILES
+    UNKNOWN_FILES = args.unknown_files
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True

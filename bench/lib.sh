@@ -77,15 +77,32 @@ wait_gone() {
     return 0
 }
 
+# Runs a command for at most $1 seconds, in the background so that a signal to
+# this script stops it at once (through the exit trap) instead of after it.
+run_bounded() {
+    local limit=$1 pid status=0
+    shift
+    timeout "$limit" "$@" &
+    pid=$!
+    BENCH_PIDS+=("$pid")
+    wait "$pid" || status=$?
+    forget_pid "$pid"
+    return "$status"
+}
+
 # Prints a TCP port nobody listens on right now.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# More arguments for fake_vt.py (for example --unknown-files).
+FAKE_VT_ARGS=()
+
 # Starts the fake VirusTotal; sets VT_URL to its API base.
 start_fake_vt() {
     local port_file="$WORK/fake-vt.port" tries=100
-    python3 "$BENCH_DIR/fake_vt.py" --port-file "$port_file" 2>>"$WORK/fake-vt.log" &
+    python3 "$BENCH_DIR/fake_vt.py" --port-file "$port_file" "${FAKE_VT_ARGS[@]}" \
+        2>>"$WORK/fake-vt.log" &
     BENCH_PIDS+=($!)
     until [[ -s $port_file ]]; do
         ((tries-- > 0)) || die "the fake VirusTotal did not start"
@@ -96,8 +113,12 @@ start_fake_vt() {
 
 # A command to run the app under (for example /usr/bin/time -v -o FILE).
 APP_WRAPPER=()
+# More settings for the app, as NAME=value words.
+APP_EXTRA_ENV=()
 
-# Starts the app with its data under $WORK, under APP_WRAPPER if set. Sets
+# Starts the app with its data under $WORK, under APP_WRAPPER if set. The
+# per-client rate limits are lifted (every request comes from 127.0.0.1) and
+# so is the VirusTotal quota (the fake has none). Sets
 # APP_URL, APP_PID (the app itself) and APP_LOG. Needs VT_URL; MAX_UPLOAD_BYTES
 # may be preset.
 start_app() {
@@ -115,7 +136,9 @@ start_app() {
             DATA_DIR="$WORK/data" UPLOAD_DIR="$WORK/uploads" \
             VT_API_KEY=benchmark-dummy-key VT_BASE_URL="$VT_URL" \
             VT_REQUESTS_PER_MINUTE=1000000 \
+            RATE_LIMIT_PER_MINUTE=4000000000 SCAN_RATE_LIMIT_PER_MINUTE=4000000000 \
             MAX_UPLOAD_BYTES="${MAX_UPLOAD_BYTES:-681574400}" \
+            "${APP_EXTRA_ENV[@]}" \
             "${APP_WRAPPER[@]}" "$APP_BIN"
     ) >"$APP_LOG" 2>&1 &
     wrapper_pid=$!
@@ -157,9 +180,34 @@ forget_pid() {
     BENCH_PIDS=("${kept[@]}")
 }
 
+# Searches a hash (the fake VirusTotal knows every file) and waits, at most
+# 20 s, until its scan page says completed. Sets PAGE_URL and BROWSER_ID (the
+# owner's cookie) and leaves the page in $WORK/page.html.
+make_completed_scan() {
+    local hash answer tries=200
+    hash=$(printf '%s' "${1:-file-scanner benchmark}" | sha256sum | cut -c1-64)
+    answer=$(curl -sS -o /dev/null -c "$WORK/cookies" -w '%{http_code} %{redirect_url}' \
+        "$APP_URL/search?q=$hash")
+    [[ ${answer%% *} == 303 ]] || die "GET /search answered ${answer%% *}, not 303"
+    PAGE_URL=${answer#* }
+    [[ $PAGE_URL == "$APP_URL"/scans/* ]] || die "unexpected redirect to $PAGE_URL"
+    BROWSER_ID=$(awk '$6 == "browser_id" { print $7 }' "$WORK/cookies")
+    [[ -n $BROWSER_ID ]] || die "the search set no browser_id cookie"
+    until curl -fsS -H "Cookie: browser_id=$BROWSER_ID" "$PAGE_URL" >"$WORK/page.html" &&
+        grep -q 'data-status="completed"' "$WORK/page.html"; do
+        ((tries-- > 0)) || die "the scan did not complete in 20 s"
+        sleep 0.1
+    done
+}
+
 # A field of /proc/$1/status, in kB (VmRSS, VmHWM, ...).
 proc_kb() {
     awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"
+}
+
+# CPU time the app has used so far (user + system), in clock ticks.
+app_cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$APP_PID/stat"
 }
 
 # Median of the numbers on stdin, one per line.
@@ -175,14 +223,16 @@ percentile() {
         print v[rank] }'
 }
 
-# The elapsed_us values the app logged for requests to paths matching $1 ($2 = method).
+# One line per request the app logged: method, path, status, elapsed_us.
+logged_requests() {
+    sed -n -E 's/.* request method=([A-Z]+) path="?([^" ]*)"? status=([0-9]+) elapsed_us=([0-9]+).*/\1 \2 \3 \4/p' \
+        "$APP_LOG"
+}
+
+# The elapsed_us values the app logged for $2 requests (GET by default) to
+# paths matching the regular expression $1.
 logged_elapsed_us() {
-    sed 's/\x1b\[[0-9;]*m//g' "$APP_LOG" |
-        awk -v want="$1" -v method="${2:-GET}" '
-            / request / && index($0, "method=" method) && match($0, /path=[^ ]+/) {
-                path = substr($0, RSTART + 5, RLENGTH - 5)
-                if (path ~ want && match($0, /elapsed_us=[0-9]+/)) print substr($0, RSTART + 11, RLENGTH - 11)
-            }'
+    logged_requests | awk -v want="$1" -v method="${2:-GET}" '$1 == method && $2 ~ want { print $4 }'
 }
 
 # A result row for run.sh's table: bar, measured, target, verdict.

@@ -24,37 +24,22 @@ setup_work
 start_fake_vt
 start_app
 
-# Any SHA-256 will do: the fake knows every file.
-hash=$(printf 'file-scanner page benchmark' | sha256sum | cut -c1-64)
-location=$(curl -sS -o /dev/null -c "$WORK/cookies" -w '%{http_code} %{redirect_url}' \
-    "$APP_URL/search?q=$hash")
-[[ ${location%% *} == 303 ]] || die "GET /search answered ${location%% *}, not 303"
-page_url=${location#* }
-[[ $page_url == "$APP_URL"/scans/* ]] || die "unexpected redirect to $page_url"
-browser_id=$(awk '$6 == "browser_id" { print $7 }' "$WORK/cookies")
-[[ -n $browser_id ]] || die "the search set no browser_id cookie"
-
-# The lookup runs in the background: wait for it, at most 20 s.
-tries=200
-until curl -fsS -H "Cookie: browser_id=$browser_id" "$page_url" >"$WORK/page.html" &&
-    grep -q 'data-status="completed"' "$WORK/page.html"; do
-    ((tries-- > 0)) || die "the scan did not complete in 20 s"
-    sleep 0.1
-done
+make_completed_scan "file-scanner page benchmark"
+page_url=$PAGE_URL
+browser_id=$BROWSER_ID
 page_bytes=$(wc -c <"$WORK/page.html")
 engines=$(grep -o '<tr' "$WORK/page.html" | wc -l)
 log "scan page ${page_url#"$APP_URL"}: $page_bytes bytes, $engines table rows"
 
 # Measure only the wrk requests: remember where the log and the CPU clock were.
 log_lines_before=$(wc -l <"$APP_LOG")
-ticks() { awk '{ print $14 + $15 }' "/proc/$APP_PID/stat"; }
-ticks_before=$(ticks)
+ticks_before=$(app_cpu_ticks)
 
 log "wrk: ${SECONDS_LOADED} s, $CONNECTIONS connections, 2 threads"
-timeout "$((SECONDS_LOADED + 30))" wrk --threads 2 --connections "$CONNECTIONS" \
+run_bounded "$((SECONDS_LOADED + 30))" wrk --threads 2 --connections "$CONNECTIONS" \
     --duration "${SECONDS_LOADED}s" --timeout 2s --latency \
     --header "Cookie: browser_id=$browser_id" "$page_url" >"$WORK/wrk.txt"
-ticks_after=$(ticks)
+ticks_after=$(app_cpu_ticks)
 cat "$WORK/wrk.txt" >&2
 sleep 0.5
 

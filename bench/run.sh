@@ -27,6 +27,9 @@ rows=$(mktemp "${TMPDIR:-/tmp}/file-scanner-bench-rows.XXXXXX")
 trap 'rm -f -- "$rows"' EXIT
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${load_before%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n) }'; then
+    log "warning: load average ${load_before%% *} on $(nproc) CPUs; other work will skew the figures"
+fi
 failed=()
 for name in "${names[@]}"; do
     log "=== $name"

@@ -92,8 +92,9 @@ where
         md5.update(&chunk);
         writer.write_all(&chunk).await?;
     }
+    // Flushed to the file, not synced to the disk: a spooled file does not
+    // outlive a crash anyway (leftovers are removed at start).
     writer.flush().await?;
-    writer.into_inner().sync_all().await?;
 
     if size == 0 {
         return Err(SpoolError::Empty);
