@@ -32,8 +32,8 @@ const EMBEDDED_OPEN_PATIENCE: std::time::Duration = std::time::Duration::from_se
 /// How long in-flight requests may take to finish after a stop signal.
 const SHUTDOWN_GRACE_SECONDS: u64 = 30;
 
-/// Prepares storage and clients, resumes unfinished scans, and returns the
-/// server bound to `listener`, ready to be awaited.
+/// Prepares storage and clients, starts the worker that drives unfinished
+/// scans, and returns the server bound to `listener`, ready to be awaited.
 pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
     let upload_dir = upload::prepare_dir(&config.upload_dir)
         .with_context(|| format!("creating UPLOAD_DIR {}", config.upload_dir.display()))?;
