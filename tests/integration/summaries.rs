@@ -59,11 +59,16 @@ struct Events {
 
 impl Events {
     async fn open(app: &TestApp, scan: &str) -> Events {
-        let response = client()
-            .get(app.at(&format!("{scan}/summary/stream")))
-            .send()
-            .await
-            .unwrap();
+        Self::resume(app, scan, None).await
+    }
+
+    /// Opens the stream as a browser reconnecting after `last_event_id`.
+    async fn resume(app: &TestApp, scan: &str, last_event_id: Option<&str>) -> Events {
+        let mut request = client().get(app.at(&format!("{scan}/summary/stream")));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
         let content_type = response.headers()["content-type"]
             .to_str()
@@ -404,4 +409,34 @@ async fn virustotals_own_code_analysis_is_shown_attributed_and_given_to_the_mode
         .unwrap()
         .to_owned();
     assert!(user.contains("downloads a payload"), "{user}");
+}
+
+#[tokio::test]
+async fn a_reconnecting_browser_gets_only_what_it_has_not_shown() {
+    let vt = known_file_world().await;
+    let llm = FakeLlm::start(Some(LLM_KEY)).await;
+    llm.set_reply(&["One ", "two ", "three."], Duration::from_millis(150));
+    let app = TestApp::start_with(&vt, |c| with_llm(c, &llm)).await;
+    let browser = Browser::new();
+    let scan = completed_scan(&app, &browser).await;
+
+    // The first connection drops after "One ".
+    let mut first = Events::open(&app, &scan).await;
+    first.next().await.unwrap(); // start
+    assert_eq!(first.next().await.unwrap().1, "One ");
+    drop(first);
+
+    // The browser reconnects with the id of the last event it saw: the length so far.
+    let mut resumed = Events::resume(&app, &scan, Some("4")).await;
+    let events = resumed.until_end().await;
+    assert_eq!(chunk_text(&events), "two three.", "{events:?}");
+    assert!(events.iter().all(|(name, _)| name != "start"));
+
+    // Once stored, a reconnect mid-way through still gets just the rest.
+    let later = Events::resume(&app, &scan, Some("8"))
+        .await
+        .until_end()
+        .await;
+    assert_eq!(chunk_text(&later), "three.");
+    assert_eq!(llm.request_count(), 1);
 }
