@@ -69,7 +69,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Serv
             .wrap(web::error_pages())
             .wrap(web::security_headers())
             .wrap(from_fn(web::log_request))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<web::RequestSpan>::new())
     })
     .shutdown_timeout(SHUTDOWN_GRACE_SECONDS)
     .listen(listener)

@@ -56,7 +56,7 @@ pub fn routes(limits: RateLimits) -> impl Fn(&mut web::ServiceConfig) + Clone {
 pub use browser::browser_id;
 pub use error::{error_pages, not_found};
 pub use rate_limit::{InvalidRateLimit, RateLimits};
-pub use request_log::log_request;
+pub use request_log::{RequestSpan, log_request};
 pub use security::{headers as security_headers, reject_cross_site};
 
 /// The scan id in a path; a malformed one is as unknown as a missing one.
