@@ -299,9 +299,22 @@ impl Scanner {
         let window = self.timing.quota_window + margin;
         let limit = self.timing.quota_limit;
         loop {
-            match self.store.take_quota_slot(limit, window).await {
-                Ok(None) => break,
-                Ok(Some(wait)) => {
+            let slot = match self.store.take_quota_slot(limit, window).await {
+                Ok(None) => {
+                    self.local_quota.record(window);
+                    None
+                }
+                Ok(wait) => wait,
+                Err(error) => {
+                    // This instance's own window keeps it under the limit
+                    // until the shared one answers again.
+                    tracing::warn!(%error, "quota store unavailable; counting calls locally");
+                    self.local_quota.take(limit, window)
+                }
+            };
+            match slot {
+                None => break,
+                Some(wait) => {
                     if !scan.waiting_for_quota {
                         tracing::info!(
                             wait_ms = wait.as_millis() as u64,
@@ -311,11 +324,6 @@ impl Scanner {
                         self.persist(scan).await;
                     }
                     tokio::time::sleep(wait).await;
-                }
-                Err(error) => {
-                    // VirusTotal's own 429 answers remain the backstop.
-                    tracing::warn!(%error, "quota store unavailable; calling without a slot");
-                    break;
                 }
             }
         }

@@ -11,7 +11,7 @@ use super::job::Work;
 use super::record::{Mode, Scan, ScanState, Subject, unix_now};
 use super::summaries::SummaryHub;
 use crate::config::Config;
-use crate::store::{ScanStore, StoreError};
+use crate::store::{QuotaWindow, ScanStore, StoreError};
 use crate::summary::SummaryWriter;
 use crate::upload::SpooledFile;
 use crate::virustotal::VirusTotal;
@@ -104,6 +104,8 @@ pub struct Scanner {
     pub(super) lookups: Arc<Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>>,
     pub(super) writer: Arc<dyn SummaryWriter>,
     pub(super) summaries: Arc<SummaryHub>,
+    /// The quota window used while the store's shared one does not answer.
+    pub(super) local_quota: Arc<QuotaWindow>,
 }
 
 impl Scanner {
@@ -122,6 +124,7 @@ impl Scanner {
             instance: Uuid::new_v4().to_string().into(),
             running: Arc::default(),
             lookups: Arc::default(),
+            local_quota: Arc::default(),
         }
     }
 
@@ -189,16 +192,25 @@ impl Scanner {
 
     /// Claims the new scan for this instance, stores it, and runs its job.
     async fn start(&self, scan: Scan, work: Work) -> Result<Uuid, ScanError> {
-        // Claimed before it is stored, so no other instance's worker can pick it up.
-        if !self
-            .store
-            .acquire_lease(&lease_key(scan.id), &self.instance, self.timing.lease_ttl)
-            .await?
-        {
-            return Err(ScanError::Claimed);
-        }
-        self.store.save(&scan).await?;
         let id = scan.id;
+        // Claimed before it is stored, so that no worker, this instance's or
+        // another's, adopts it in between.
+        self.claim_locally(id);
+        let stored = async {
+            if !self
+                .store
+                .acquire_lease(&lease_key(id), &self.instance, self.timing.lease_ttl)
+                .await?
+            {
+                return Err(ScanError::Claimed);
+            }
+            self.store.save(&scan).await?;
+            Ok(())
+        };
+        if let Err(error) = stored.await {
+            lock(&self.running).remove(&id);
+            return Err(error);
+        }
         self.spawn(scan, work);
         Ok(id)
     }
@@ -244,12 +256,15 @@ impl Scanner {
         self.persist(scan).await;
     }
 
-    /// Stores the scan as the job changed it, unless its owner deleted it meanwhile.
+    /// Stores the scan as the job changed it, unless its owner deleted it
+    /// meanwhile or it has ended (another job finished it).
     pub(super) async fn persist(&self, scan: &mut Scan) {
         scan.updated_at = unix_now();
         match self.store.update(scan).await {
             Ok(true) => {}
-            Ok(false) => tracing::info!("the scan was deleted; its state is not stored"),
+            Ok(false) => {
+                tracing::info!("the scan was deleted or has ended; this state is not stored")
+            }
             Err(error) => {
                 tracing::error!(%error, status = scan.state.status_code(), "could not store scan state");
             }

@@ -2,9 +2,10 @@
 //! every viewer as the writer produces them, and stored with the scan.
 //!
 //! However many people open a scan at once, one writer runs: later viewers get
-//! the text written so far, then the rest live. Another instance that is
-//! already writing the same summary holds a lease; this one then waits for the
-//! stored result instead of asking the model again.
+//! the text written so far, then the rest live. An instance writing a summary
+//! holds a lease on it; another instance then waits for the stored result
+//! instead of asking the model again, and writes it only if the first one lets
+//! go without storing one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,8 +21,9 @@ use super::record::{Scan, ScanState, unix_now};
 use super::service::{ScanError, Scanner, lock};
 use crate::summary::{SummaryError, SummaryWriter};
 
-/// How long a summary lease lasts without renewal; the writer's own timeouts are shorter.
-const SUMMARY_LEASE: Duration = Duration::from_secs(120);
+/// How long a summary lease lasts unless its holder renews it (it does, while
+/// writing), so another instance takes over soon after the holder dies.
+const SUMMARY_LEASE: Duration = Duration::from_secs(30);
 
 /// How often a viewer waiting on another instance's writer checks the store.
 const FOREIGN_POLL: Duration = Duration::from_millis(500);
@@ -161,26 +163,7 @@ impl Scanner {
     /// stores the summary only if it is complete.
     async fn produce(self, scan: Scan, flight: Arc<InFlight>) {
         let id = scan.id;
-        let lease = format!("summary:{id}");
-        let outcome = match self
-            .store
-            .acquire_lease(&lease, &self.instance, SUMMARY_LEASE)
-            .await
-        {
-            Ok(true) => {
-                let outcome = self.write_and_store(scan, &flight).await;
-                if let Err(error) = self.store.release_lease(&lease, &self.instance).await {
-                    tracing::warn!(%error, "could not release the summary lease");
-                }
-                outcome
-            }
-            Ok(false) => self.await_foreign(id, &flight).await,
-            Err(error) => {
-                tracing::warn!(%error, "summary lease unavailable; writing anyway");
-                self.write_and_store(scan, &flight).await
-            }
-        };
-        let last = match outcome {
+        let last = match self.write_once(scan, &flight).await {
             Ok(author) => SummaryEvent::Done { author },
             Err(message) => SummaryEvent::Failed(message),
         };
@@ -189,6 +172,68 @@ impl Scanner {
             let _ = flight.events.send(last);
         }
         lock(&self.summaries.writing).remove(&id);
+    }
+
+    /// Writes the summary while holding its lease, so that one instance at a
+    /// time asks the writer. While another instance holds it, waits for what
+    /// that one stores; if it lets go without storing a new summary (its writer
+    /// failed, or it died and the lease expired), this instance writes it.
+    async fn write_once(&self, scan: Scan, flight: &InFlight) -> Result<String, &'static str> {
+        let lease = format!("summary:{}", scan.id);
+        // With "write again", the stored summary is the one being replaced.
+        let replaced = scan.summary.clone();
+        loop {
+            match self
+                .store
+                .acquire_lease(&lease, &self.instance, SUMMARY_LEASE)
+                .await
+            {
+                Ok(true) => {
+                    // Another instance may have stored it just before letting go.
+                    let write = async {
+                        match self.new_summary(scan.id, replaced.as_ref()).await {
+                            Some(summary) => Ok(publish_stored(summary, flight)),
+                            None => self.write_and_store(scan, flight).await,
+                        }
+                    };
+                    let outcome = tokio::select! {
+                        outcome = write => outcome,
+                        () = self.keep_lease(&lease, SUMMARY_LEASE) => {
+                            tracing::warn!("another instance took over the summary");
+                            Err(SummaryError::Interrupted.user_message())
+                        }
+                    };
+                    if let Err(error) = self.store.release_lease(&lease, &self.instance).await {
+                        tracing::warn!(%error, "could not release the summary lease");
+                    }
+                    return outcome;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "summary lease unavailable; writing anyway");
+                    return self.write_and_store(scan, flight).await;
+                }
+            }
+            tokio::time::sleep(FOREIGN_POLL).await;
+            if let Some(summary) = self.new_summary(scan.id, replaced.as_ref()).await {
+                return Ok(publish_stored(summary, flight));
+            }
+        }
+    }
+
+    /// The stored summary of a scan, unless it is still `replaced`.
+    async fn new_summary(
+        &self,
+        id: Uuid,
+        replaced: Option<&StoredSummary>,
+    ) -> Option<StoredSummary> {
+        match self.store.load(id).await {
+            Ok(Some(Scan {
+                summary: Some(summary),
+                ..
+            })) if Some(&summary) != replaced => Some(summary),
+            _ => None,
+        }
     }
 
     async fn write_and_store(&self, scan: Scan, flight: &InFlight) -> Result<String, &'static str> {
@@ -220,18 +265,9 @@ impl Scanner {
         Ok(author)
     }
 
-    /// Saves the summary on the latest copy of the scan, so nothing stored
-    /// meanwhile is overwritten.
+    /// Saves the summary with the scan, leaving the rest as stored.
     async fn store_summary(&self, id: Uuid, summary: StoredSummary) -> Result<(), &'static str> {
-        let latest = self.store.load(id).await.map_err(|error| {
-            tracing::error!(%error, "could not load the scan to store its summary");
-            "The summary was written but could not be saved. Try again."
-        })?;
-        let Some(mut scan) = latest else {
-            return Err("This scan was deleted while its summary was being written.");
-        };
-        scan.summary = Some(summary);
-        match self.store.update(&scan).await {
+        match self.store.set_summary(id, &summary).await {
             Ok(true) => Ok(()),
             Ok(false) => Err("This scan was deleted while its summary was being written."),
             Err(error) => {
@@ -240,25 +276,15 @@ impl Scanner {
             }
         }
     }
+}
 
-    /// Another instance is writing this summary: wait for it to be stored.
-    async fn await_foreign(&self, id: Uuid, flight: &InFlight) -> Result<String, &'static str> {
-        let deadline = std::time::Instant::now() + SUMMARY_LEASE;
-        while std::time::Instant::now() < deadline {
-            tokio::time::sleep(FOREIGN_POLL).await;
-            if let Ok(Some(Scan {
-                summary: Some(summary),
-                ..
-            })) = self.store.load(id).await
-            {
-                let mut backlog = lock(&flight.backlog);
-                backlog.push(summary.text.clone());
-                let _ = flight.events.send(SummaryEvent::Chunk(summary.text));
-                return Ok(summary.author);
-            }
-        }
-        Err(SummaryError::Timeout.user_message())
-    }
+/// Hands a summary another instance stored to this instance's viewers, and
+/// returns its author.
+fn publish_stored(summary: StoredSummary, flight: &InFlight) -> String {
+    let mut backlog = lock(&flight.backlog);
+    backlog.push(summary.text.clone());
+    let _ = flight.events.send(SummaryEvent::Chunk(summary.text));
+    summary.author
 }
 
 fn failed(error: &SummaryError) -> &'static str {

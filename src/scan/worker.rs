@@ -35,7 +35,8 @@ impl Scanner {
             }
         };
         for id in ids {
-            if lock(&self.running).contains(&id) {
+            // A scan this instance drives already, or is starting right now.
+            if !self.claim_locally(id) {
                 continue;
             }
             match self
@@ -44,8 +45,12 @@ impl Scanner {
                 .await
             {
                 Ok(true) => {}
-                Ok(false) => continue,
+                Ok(false) => {
+                    lock(&self.running).remove(&id);
+                    continue;
+                }
                 Err(error) => {
+                    lock(&self.running).remove(&id);
                     tracing::warn!(%error, "could not claim an unfinished scan");
                     return;
                 }
@@ -57,44 +62,61 @@ impl Scanner {
                     let work = resumed_work(&scan);
                     self.spawn(scan, work);
                 }
-                Ok(_) => self.release(id).await,
+                Ok(_) => self.give_up(id).await,
                 Err(error) => {
                     tracing::warn!(%error, scan_id = %id, "could not load an unfinished scan");
-                    self.release(id).await;
+                    self.give_up(id).await;
                 }
             }
         }
     }
 
-    /// Runs a claimed scan's job in the background, inside a span carrying its id.
+    /// Marks a scan as driven by this instance. False if it already was: only
+    /// the caller that gets true may run its job.
+    pub(super) fn claim_locally(&self, id: Uuid) -> bool {
+        lock(&self.running).insert(id)
+    }
+
+    /// Lets go of a scan claimed but not driven.
+    async fn give_up(&self, id: Uuid) {
+        self.release(id).await;
+        lock(&self.running).remove(&id);
+    }
+
+    /// Runs a scan claimed locally and in the store as its job, in the
+    /// background, inside a span carrying its id.
     pub(super) fn spawn(&self, scan: Scan, work: Work) {
-        lock(&self.running).insert(scan.id);
         let span = tracing::info_span!("scan", scan_id = %scan.id, mode = scan.mode.as_str());
         tokio::spawn(self.clone().run_claimed(scan, work).instrument(span));
     }
 
     async fn run_claimed(self, scan: Scan, work: Work) {
         let id = scan.id;
+        let lease = lease_key(id);
         tokio::select! {
             () = self.drive(scan, work) => {}
-            () = self.keep_claim(id) => {
+            () = self.keep_lease(&lease, self.timing.lease_ttl) => {
                 tracing::warn!("another instance took over the scan; this one stops");
             }
         }
-        self.release(id).await;
-        lock(&self.running).remove(&id);
+        self.give_up(id).await;
     }
 
-    /// Renews the claim until it is lost (then returns); runs alongside the job.
-    async fn keep_claim(&self, id: Uuid) {
-        let key = lease_key(id);
-        let ttl = self.timing.lease_ttl;
+    /// Renews the lease `key` until it is lost (then returns); runs alongside
+    /// the work it protects. A lease that could not be renewed for as long as
+    /// it lasts counts as lost: another instance may hold it by now.
+    pub(super) async fn keep_lease(&self, key: &str, ttl: std::time::Duration) {
+        let mut renewed = std::time::Instant::now();
         loop {
             tokio::time::sleep(ttl / 3).await;
-            match self.store.acquire_lease(&key, &self.instance, ttl).await {
-                Ok(true) => {}
+            match self.store.acquire_lease(key, &self.instance, ttl).await {
+                Ok(true) => renewed = std::time::Instant::now(),
                 Ok(false) => return,
-                Err(error) => tracing::warn!(%error, "could not renew the claim on a scan"),
+                Err(error) if renewed.elapsed() >= ttl => {
+                    tracing::warn!(%error, key, "could not renew a lease in time; giving it up");
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, key, "could not renew a lease"),
             }
         }
     }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::memory::{Leases, QuotaWindow};
 use super::{CachedReport, ScanStore, StoreError};
-use crate::scan::{Scan, unix_now};
+use crate::scan::{Scan, StoredSummary, unix_now};
 
 /// Scan id -> the scan as JSON.
 const SCANS: TableDefinition<&str, &[u8]> = TableDefinition::new("scans");
@@ -63,20 +63,21 @@ impl EmbeddedStore {
     }
 
     /// Writes a scan and its index entries in one transaction; with
-    /// `only_existing`, writes nothing unless the scan is already stored.
-    async fn write_scan(&self, scan: &Scan, only_existing: bool) -> Result<bool, StoreError> {
+    /// `only_unfinished`, writes nothing unless the scan is stored and unfinished.
+    async fn write_scan(&self, scan: &Scan, only_unfinished: bool) -> Result<bool, StoreError> {
         let scan = scan.clone();
         self.blocking(move |db| {
             let key = scan.id.to_string();
             let json = serde_json::to_vec(&scan)?;
             let txn = db.begin_write().db()?;
             {
-                let mut scans = txn.open_table(SCANS).db()?;
-                if only_existing && scans.get(key.as_str()).db()?.is_none() {
+                let mut unfinished = txn.open_table(UNFINISHED).db()?;
+                // Deleting or finishing a scan takes it out of this table.
+                if only_unfinished && unfinished.get(key.as_str()).db()?.is_none() {
                     return Ok(false);
                 }
+                let mut scans = txn.open_table(SCANS).db()?;
                 scans.insert(key.as_str(), json.as_slice()).db()?;
-                let mut unfinished = txn.open_table(UNFINISHED).db()?;
                 if scan.state.is_final() {
                     unfinished.remove(key.as_str()).db()?;
                 } else {
@@ -150,6 +151,30 @@ impl ScanStore for EmbeddedStore {
 
     async fn update(&self, scan: &Scan) -> Result<bool, StoreError> {
         self.write_scan(scan, true).await
+    }
+
+    async fn set_summary(&self, id: Uuid, summary: &StoredSummary) -> Result<bool, StoreError> {
+        let summary = summary.clone();
+        self.blocking(move |db| {
+            let key = id.to_string();
+            let txn = db.begin_write().db()?;
+            {
+                let mut scans = txn.open_table(SCANS).db()?;
+                let stored: Option<Scan> = match scans.get(key.as_str()).db()? {
+                    Some(json) => Some(serde_json::from_slice(json.value())?),
+                    None => None,
+                };
+                let Some(mut scan) = stored else {
+                    return Ok(false);
+                };
+                scan.summary = Some(summary);
+                let json = serde_json::to_vec(&scan)?;
+                scans.insert(key.as_str(), json.as_slice()).db()?;
+            }
+            txn.commit().db()?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<Scan>, StoreError> {

@@ -39,15 +39,21 @@ pub struct QuotaWindow {
 }
 
 impl QuotaWindow {
+    /// Counts a call that a shared window allowed, so that this window knows
+    /// of it should it have to stand in for the shared one.
+    pub fn record(&self, window: Duration) {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        forget_older_than(&mut calls, now, window);
+        calls.push_back(now);
+    }
+
+    /// Records one call if fewer than `limit` were recorded in the last
+    /// `window`; otherwise records nothing and says how long to wait.
     pub fn take(&self, limit: u32, window: Duration) -> Option<Duration> {
         let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        while calls
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
-        {
-            calls.pop_front();
-        }
+        forget_older_than(&mut calls, now, window);
         if calls.len() < limit as usize {
             calls.push_back(now);
             return None;
@@ -58,6 +64,15 @@ impl QuotaWindow {
                 .saturating_sub(now.duration_since(oldest))
                 .max(Duration::from_millis(1)),
         )
+    }
+}
+
+fn forget_older_than(calls: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+    while calls
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= window)
+    {
+        calls.pop_front();
     }
 }
 
@@ -84,6 +99,15 @@ mod tests {
             !leases.acquire("scan", "a", Duration::from_secs(1)),
             "a cannot release b's"
         );
+    }
+
+    #[test]
+    fn recorded_calls_count_against_the_limit() {
+        let window = QuotaWindow::default();
+        let span = Duration::from_secs(60);
+        window.record(span);
+        assert!(window.take(2, span).is_none());
+        assert!(window.take(2, span).is_some(), "the recorded call counts");
     }
 
     #[test]

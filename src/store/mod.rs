@@ -12,9 +12,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::scan::{Report, Scan};
+use crate::scan::{Report, Scan, StoredSummary};
 
 pub use embedded::EmbeddedStore;
+pub use memory::QuotaWindow;
 pub use redis::RedisStore;
 
 /// A storage failure. The cause is logged where it is handled; pages stay generic.
@@ -26,6 +27,8 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
     #[error("stored record is unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("the record kept changing while it was being written")]
+    Contended,
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -46,9 +49,15 @@ pub trait ScanStore: Send + Sync + 'static {
     /// history lists it, and the unfinished set holds it until it is final.
     async fn save(&self, scan: &Scan) -> Result<(), StoreError>;
 
-    /// Like `save`, but only if the scan still exists: a job must not bring back
-    /// a scan its owner deleted meanwhile. False if nothing was written.
+    /// Stores a job's progress: like `save`, but only while the stored scan
+    /// exists and is unfinished, so a job can neither bring back a scan its
+    /// owner deleted nor change one that has ended (as a job that lost its
+    /// claim might try). False if nothing was written.
     async fn update(&self, scan: &Scan) -> Result<bool, StoreError>;
+
+    /// Sets the summary of a stored scan, leaving the rest as it is stored.
+    /// False if the scan does not exist.
+    async fn set_summary(&self, id: Uuid, summary: &StoredSummary) -> Result<bool, StoreError>;
 
     /// A scan by id, if it exists.
     async fn load(&self, id: Uuid) -> Result<Option<Scan>, StoreError>;

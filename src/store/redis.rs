@@ -23,7 +23,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{CachedReport, ScanStore, StoreError};
-use crate::scan::{Scan, unix_now};
+use crate::scan::{Scan, StoredSummary, unix_now};
 
 /// How long to wait for a TCP connection to Redis.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,12 +50,12 @@ end
 return 0
 ";
 
-/// Deletes the lease in KEYS[1] only if holder ARGV[1] still has it.
-/// Saves a scan only if it still exists. KEYS: scan, unfinished set, history
-/// (the scan key again when there is no owner). ARGV: json, id, final (1/0),
-/// created_at, has owner (1/0).
+/// Saves a scan only if it exists and is unfinished. KEYS: scan, unfinished
+/// set, history (the scan key again when there is no owner). ARGV: json, id,
+/// final (1/0), created_at, has owner (1/0).
 const UPDATE_SCAN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 if ARGV[3] == '1' then
   redis.call('SREM', KEYS[2], ARGV[2])
@@ -66,6 +66,20 @@ if ARGV[5] == '1' then redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2]) end
 return 1
 ";
 
+/// Replaces the scan in KEYS[1] by ARGV[2] if it is still ARGV[1]: 1 if
+/// replaced, 0 if it changed meanwhile, -1 if it is gone.
+const REPLACE_SCAN_IF_UNCHANGED: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then return -1 end
+if current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+";
+
+/// How often `set_summary` tries again when the scan changed under it.
+const SET_SUMMARY_ATTEMPTS: usize = 10;
+
+/// Deletes the lease in KEYS[1] only if holder ARGV[1] still has it.
 const RELEASE_LEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
@@ -258,6 +272,34 @@ impl ScanStore for RedisStore {
             .query_async(&mut self.conn())
             .await?;
         Ok(written == 1)
+    }
+
+    async fn set_summary(&self, id: Uuid, summary: &StoredSummary) -> Result<bool, StoreError> {
+        let key = self.scan_key(&id.to_string());
+        let mut conn = self.conn();
+        // Read, change, and write back only if nothing was written meanwhile.
+        for _ in 0..SET_SUMMARY_ATTEMPTS {
+            let stored: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let Some(stored) = stored else {
+                return Ok(false);
+            };
+            let mut scan: Scan = serde_json::from_str(&stored)?;
+            scan.summary = Some(summary.clone());
+            let replaced: i64 = redis::cmd("EVAL")
+                .arg(REPLACE_SCAN_IF_UNCHANGED)
+                .arg(1)
+                .arg(&key)
+                .arg(&stored)
+                .arg(serde_json::to_string(&scan)?)
+                .query_async(&mut conn)
+                .await?;
+            match replaced {
+                1 => return Ok(true),
+                -1 => return Ok(false),
+                _ => {}
+            }
+        }
+        Err(StoreError::Contended)
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<Scan>, StoreError> {

@@ -448,6 +448,32 @@ async fn two_instances_never_poll_the_same_analysis() {
 }
 
 #[tokio::test]
+async fn the_worker_never_adopts_a_scan_its_own_instance_is_starting() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    vt.set_analysis_timeline(0, 1, 0);
+    // A worker that looks for unfinished scans all the time, to meet every
+    // scan in the moment between being stored and its job starting.
+    let app = TestApp::start_with(&vt, |c| c.worker_interval = Duration::from_millis(1)).await;
+    let browser = Browser::new();
+    let mut scans = Vec::new();
+    for n in 0..40u8 {
+        scans.push(browser.upload(&app, &sample(n), "r.bin", "upload").await);
+    }
+    for scan in &scans {
+        let page = wait_until_final(&app, scan).await;
+        assert_eq!(
+            status_attr(&page, "data-status").as_deref(),
+            Some("completed"),
+            "{}",
+            text_of(&page, "#scan-status").unwrap_or_default()
+        );
+    }
+    // One lookup before each upload and one report after its analysis.
+    assert_eq!(vt.count("GET", "/files/"), 2 * scans.len());
+    assert_eq!(vt.uploads().len(), scans.len());
+}
+
+#[tokio::test]
 async fn a_redis_deployment_keeps_history_across_restarts() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
     let redis = RedisServer::start();

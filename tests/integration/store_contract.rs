@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use file_scanner::scan::{Mode, Report, Scan, ScanState, Subject, unix_now};
+use file_scanner::scan::{Mode, Report, Scan, ScanState, StoredSummary, Subject, unix_now};
 use file_scanner::store::{CachedReport, EmbeddedStore, RedisStore, ScanStore};
 use file_scanner::virustotal::types::FileInfo;
 use uuid::Uuid;
@@ -78,6 +78,7 @@ contract!(
     lists_an_owners_history_newest_first,
     deletes_a_scan_and_its_index_entries,
     updates_only_a_scan_that_still_exists,
+    sets_a_summary_and_keeps_the_rest_as_stored,
     clears_one_owners_history,
     finds_a_cached_report_by_any_hash_in_any_case,
     forgets_a_report_fetched_longer_than_its_ttl_ago,
@@ -276,6 +277,20 @@ async fn updates_only_a_scan_that_still_exists(store: &dyn ScanStore) {
         "a final update leaves the unfinished set"
     );
 
+    let mut stale = scan.clone();
+    stale.state = ScanState::Uploading;
+    assert!(
+        !store.update(&stale).await.unwrap(),
+        "a finished scan is not changed by a job"
+    );
+    stale.state = ScanState::Completed;
+    assert!(!store.update(&stale).await.unwrap());
+    assert_eq!(
+        json(&store.load(scan.id).await.unwrap().unwrap()),
+        json(&scan)
+    );
+    assert!(unfinished_set(store).await.is_empty());
+
     store.delete(scan.id).await.unwrap();
     assert!(
         !store.update(&scan).await.unwrap(),
@@ -283,6 +298,29 @@ async fn updates_only_a_scan_that_still_exists(store: &dyn ScanStore) {
     );
     assert!(store.load(scan.id).await.unwrap().is_none());
     assert!(store.history("alice", 10).await.unwrap().is_empty());
+}
+
+async fn sets_a_summary_and_keeps_the_rest_as_stored(store: &dyn ScanStore) {
+    let summary = StoredSummary {
+        text: "Plain words.".to_owned(),
+        author: "built-in".to_owned(),
+        written_at: 1_700_000_000,
+    };
+    let mut scan = lookup(Some("alice"));
+    assert!(!store.set_summary(scan.id, &summary).await.unwrap());
+    assert!(
+        store.load(scan.id).await.unwrap().is_none(),
+        "nothing created"
+    );
+
+    scan.state = ScanState::Completed;
+    store.save(&scan).await.unwrap();
+    assert!(store.set_summary(scan.id, &summary).await.unwrap());
+    let stored = store.load(scan.id).await.unwrap().unwrap();
+    assert_eq!(stored.summary.as_ref(), Some(&summary));
+    scan.summary = Some(summary);
+    assert_eq!(json(&stored), json(&scan), "nothing else changed");
+    assert_eq!(ids(&store.history("alice", 10).await.unwrap()), [scan.id]);
 }
 
 async fn clears_one_owners_history(store: &dyn ScanStore) {

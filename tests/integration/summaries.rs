@@ -13,6 +13,7 @@ use crate::support::app::{
 };
 use crate::support::fake_llm::{FakeLlm, LlmFailure};
 use crate::support::fake_vt::{FakeVirusTotal, FileFixture};
+use crate::support::redis_server::RedisServer;
 
 const LLM_KEY: &str = "sk-test-not-a-real-key-0123456789";
 const MODEL: &str = "tiny-test-model";
@@ -439,4 +440,61 @@ async fn a_reconnecting_browser_gets_only_what_it_has_not_shown() {
         .await;
     assert_eq!(chunk_text(&later), "three.");
     assert_eq!(llm.request_count(), 1);
+}
+
+#[tokio::test]
+async fn instances_sharing_redis_write_a_summary_once_and_wait_for_a_rewrite() {
+    let vt = known_file_world().await;
+    let llm = FakeLlm::start(Some(LLM_KEY)).await;
+    llm.set_reply(&["First ", "version."], Duration::from_millis(300));
+    let redis = RedisServer::start();
+    let on_shared_redis = |config: &mut Config| {
+        with_llm(config, &llm);
+        config.redis_url = Some(Secret::new(redis.url()));
+        config.redis_key_prefix = "summaries:".to_owned();
+    };
+    let first = TestApp::start_with(&vt, on_shared_redis).await;
+    let second = TestApp::start_with(&vt, on_shared_redis).await;
+    let browser = Browser::new();
+    let scan = completed_scan(&first, &browser).await;
+
+    // A viewer on the second instance while the first one is writing.
+    let mut writing = Events::open(&first, &scan).await;
+    writing.next().await.unwrap(); // start
+    writing.next().await.unwrap(); // "First "
+    let mut waiting = Events::open(&second, &scan).await;
+    let (a, b) = tokio::join!(writing.until_end(), waiting.until_end());
+    assert_eq!(chunk_text(&a), "version.");
+    assert_eq!(chunk_text(&b), "First version.");
+    assert_eq!(llm.request_count(), 1, "one model call for both instances");
+
+    // "Write again" on both instances at once: the second waits for the new text.
+    // Slow enough that the second instance looks before the rewrite is stored.
+    llm.set_reply(&["Second ", "new ", "version."], Duration::from_millis(700));
+    let rewrite = {
+        let (browser, first, scan) = (&browser, &first, &scan);
+        async move {
+            browser
+                .send_form(first, &format!("{scan}/summary"), "again=1")
+                .await
+        }
+    };
+    let (first_answer, second_page) = tokio::join!(rewrite, async {
+        let started = std::time::Instant::now();
+        while llm.request_count() < 2 {
+            assert!(started.elapsed() < Duration::from_secs(10), "no rewrite");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let answer = browser
+            .send_form(&second, &format!("{scan}/summary"), "again=1")
+            .await;
+        assert_eq!(answer.status(), 303);
+        browser.page(&second, &scan).await.1
+    });
+    assert_eq!(first_answer.status(), 303);
+    assert_eq!(
+        text_of(&second_page, "#summary").unwrap(),
+        "Second new version."
+    );
+    assert_eq!(llm.request_count(), 2);
 }
