@@ -28,6 +28,9 @@ const QUOTA_BACKOFF_FACTOR: u32 = 4;
 const QUOTA_MARGIN_DIVISOR: u32 = 20;
 const MIN_QUOTA_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How often an upload in progress checks whether its scan was deleted.
+const DELETION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a job has to do.
 pub(super) enum Work {
     /// Ask for the report by hash.
@@ -128,6 +131,13 @@ impl Scanner {
             discard(file);
             return Ok(());
         }
+        // Deleting a scan withdraws its file, up to the moment it has been sent.
+        let id = scan.id;
+        if !self.still_exists(id).await {
+            tracing::info!("the scan was deleted before its upload; nothing was sent");
+            discard(file);
+            return Ok(());
+        }
 
         self.set_state(scan, ScanState::Uploading).await;
         let name = ascii_file_name(file.file_name.as_deref());
@@ -138,11 +148,26 @@ impl Scanner {
             password: password.as_deref(),
         };
         tracing::info!(bytes = file.size, "uploading to VirusTotal");
-        let analysis_id = self
-            .call(scan, "upload", || self.vt.upload(&upload))
-            .await?;
+        let sent = tokio::select! {
+            sent = self.call(scan, "upload", || self.vt.upload(&upload)) => sent,
+            () = self.deleted(id) => {
+                tracing::info!("the scan was deleted during its upload; the upload was stopped");
+                discard(file);
+                return Ok(());
+            }
+        };
         discard(file);
-        self.analysing(scan, analysis_id).await
+        self.analysing(scan, sent?).await
+    }
+
+    /// Returns once the scan has been deleted.
+    async fn deleted(&self, id: uuid::Uuid) {
+        loop {
+            tokio::time::sleep(DELETION_CHECK_INTERVAL).await;
+            if !self.still_exists(id).await {
+                return;
+            }
+        }
     }
 
     async fn reanalyse_file(&self, scan: &mut Scan) -> Result<(), VtError> {
@@ -173,7 +198,9 @@ impl Scanner {
         self.follow(scan, &analysis_id, since).await
     }
 
-    /// Polls the analysis until it completes, fails for good, or runs past the deadline.
+    /// Polls the analysis until it completes, fails for good, or runs past the
+    /// deadline. The deadline is checked after a poll, so an analysis resumed
+    /// after a long stop is still asked about once: it has most likely finished.
     async fn follow(&self, scan: &mut Scan, analysis_id: &str, since: i64) -> Result<(), VtError> {
         let deadline = since.saturating_add(self.timing.analysis_deadline.as_secs() as i64);
         let mut not_found = 0;
@@ -181,11 +208,6 @@ impl Scanner {
             tokio::time::sleep(self.timing.poll_interval).await;
             if !self.still_exists(scan.id).await {
                 tracing::info!("the scan was deleted; no longer following its analysis");
-                return Ok(());
-            }
-            if unix_now() > deadline {
-                let reason = FailureReason::AnalysisTimedOut;
-                self.set_state(scan, ScanState::Failed { reason }).await;
                 return Ok(());
             }
             match self
@@ -198,10 +220,18 @@ impl Scanner {
                 Ok(analysis) => {
                     tracing::debug!(status = ?analysis.data.attributes.status, "analysis pending");
                 }
-                Err(VtError::NotFound(_)) if not_found < NOT_FOUND_POLLS_TOLERATED => {
+                // Right after an upload VirusTotal may not know the analysis yet.
+                Err(VtError::NotFound(_) | VtError::NotAvailableYet(_))
+                    if not_found < NOT_FOUND_POLLS_TOLERATED =>
+                {
                     not_found += 1;
                 }
                 Err(error) => return Err(error),
+            }
+            if unix_now() > deadline {
+                let reason = FailureReason::AnalysisTimedOut;
+                self.set_state(scan, ScanState::Failed { reason }).await;
+                return Ok(());
             }
         }
     }
@@ -364,6 +394,7 @@ fn failure_reason(error: &VtError) -> FailureReason {
         VtError::PayloadTooLarge => FailureReason::FileTooLarge,
         VtError::BadRequest(_) | VtError::InvalidArgument(_) => FailureReason::UploadRejected,
         VtError::Malformed(_) => FailureReason::BadResponse,
+        VtError::NotFound(_) | VtError::NotAvailableYet(_) => FailureReason::LostAtVirusTotal,
         _ => FailureReason::Internal,
     }
 }

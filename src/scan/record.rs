@@ -130,6 +130,8 @@ pub enum FailureReason {
     AnalysisTimedOut,
     /// The server stopped while the file was on its way; the file is gone.
     UploadInterrupted,
+    /// VirusTotal no longer found the file or the analysis it had started.
+    LostAtVirusTotal,
     /// VirusTotal answered something the app could not read.
     BadResponse,
     /// Anything else; details are in the server log.
@@ -149,6 +151,7 @@ impl FailureReason {
             Self::UploadRejected => "VirusTotal rejected the upload",
             Self::AnalysisTimedOut => "VirusTotal did not finish the analysis in time",
             Self::UploadInterrupted => "The upload was interrupted",
+            Self::LostAtVirusTotal => "VirusTotal lost track of the file or its analysis",
             Self::BadResponse => "VirusTotal sent an answer this server could not read",
             Self::Internal => "Something went wrong on this server",
         }
@@ -179,6 +182,10 @@ impl FailureReason {
             }
             Self::UploadInterrupted => {
                 "The server restarted before the file reached VirusTotal. Please upload it again."
+            }
+            Self::LostAtVirusTotal => {
+                "Search for the file's SHA-256 again in a few minutes; if VirusTotal still does \
+                 not know it, upload the file again."
             }
             Self::BadResponse | Self::Internal => {
                 "Try again. If it keeps happening, tell the operator of this server."

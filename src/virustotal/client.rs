@@ -49,10 +49,12 @@ pub struct VirusTotal {
 
 impl VirusTotal {
     pub fn new(config: &Config) -> Result<Self, VtError> {
+        // No client-wide read timeout: reqwest's runs from sending until the
+        // answer starts, so it would cut off uploads of large files. Each call
+        // sets its own total timeout instead, scaled by size for uploads.
         let http = Client::builder()
             .user_agent(concat!("file-scanner/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| VtError::Network(e.to_string()))?;
         Ok(Self {

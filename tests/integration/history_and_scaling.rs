@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use file_scanner::config::{Config, Secret};
 
 use crate::support::app::{
-    Browser, TestApp, VT_KEY, count, status_attr, test_config, text_of, wait_until_final,
+    Browser, TestApp, VT_KEY, count, spooled_files, status_attr, test_config, text_of,
+    wait_until_final,
 };
 use crate::support::fake_vt::{Failure, FakeVirusTotal, FileFixture, Route};
 use crate::support::redis_server::RedisServer;
@@ -529,6 +530,45 @@ async fn deleting_a_running_scan_stops_it_for_good() {
     );
     let (_, history) = browser.page(&app, "/history").await;
     assert!(history_names(&history).is_empty());
+}
+
+#[tokio::test]
+async fn a_full_scan_deleted_before_its_upload_sends_nothing() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    // The lookup before the upload takes a while, then fails and is retried.
+    vt.inject(
+        Route::FileReport,
+        Failure::Hang(Duration::from_millis(800)),
+        1,
+    );
+    let app = TestApp::start(&vt).await;
+    let browser = Browser::new();
+
+    let scan = browser
+        .upload(&app, &sample(6), "private.doc", "upload")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vt.count("GET", "/files/") == 0 {
+        assert!(Instant::now() < deadline, "never looked the file up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        browser.post(&app, &format!("{scan}/delete")).await.status(),
+        303
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vt.count("GET", "/files/") < 2 {
+        assert!(Instant::now() < deadline, "the lookup was not retried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert!(
+        vt.uploads().is_empty(),
+        "a deleted scan's file was uploaded"
+    );
+    assert_eq!(spooled_files(&app), 0, "its file was not kept either");
+    assert_eq!(browser.page(&app, &scan).await.0, 404);
 }
 
 #[tokio::test]

@@ -237,6 +237,13 @@ async fn full_scan_uploads_an_unknown_file_and_follows_the_analysis() {
         26,
         "the analysis is followed to the end"
     );
+    // Then the file's report, for the details the analysis does not carry.
+    let requests = vt.requests();
+    let last = requests.last().unwrap();
+    assert_eq!(last.method, "GET");
+    assert!(last.path.starts_with("/api/v3/files/"), "{}", last.path);
+    let details = text_of(&page, "table.details").unwrap();
+    assert!(details.contains("Type"), "{details}");
     assert_eq!(spooled_files(&app), 0);
 }
 
@@ -268,7 +275,38 @@ async fn large_files_go_through_an_upload_url_streamed_from_disk() {
         0,
         "no direct POST for a large file"
     );
+    let to_url: Vec<_> = vt
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/_ah/upload/"))
+        .collect();
+    assert_eq!(to_url.len(), 1);
+    assert_eq!(
+        to_url[0].api_key.as_deref(),
+        Some(VT_KEY),
+        "the key goes to the upload URL too"
+    );
     assert_eq!(spooled_files(&app), 0);
+}
+
+#[tokio::test]
+async fn an_upload_may_take_longer_than_an_api_call() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    vt.set_analysis_timeline(0, 0, 0);
+    vt.set_upload_pause(Duration::from_millis(2500));
+    let app = TestApp::start_with(&vt, |c| c.vt_request_timeout = Duration::from_secs(1)).await;
+    let content: Vec<u8> = (0..1024 * 1024).map(|i| (i % 241) as u8).collect();
+
+    let response = post_upload(&app, &content, "slow.bin", Some("upload"), None).await;
+    let page = wait_until_final(&app, &scan_location(&response)).await;
+
+    assert_eq!(
+        status_attr(&page, "data-status").as_deref(),
+        Some("completed"),
+        "{}",
+        text_of(&page, "#scan-status").unwrap_or_default()
+    );
+    assert_eq!(vt.uploads().len(), 1, "sent once, not retried");
 }
 
 #[tokio::test]
@@ -718,6 +756,85 @@ async fn each_persistent_failure_ends_in_a_page_that_says_what_happened() {
 }
 
 #[tokio::test]
+async fn failures_while_uploading_or_analysing_end_in_a_page_that_says_what_happened() {
+    let cases: [(Route, Failure, &str); 3] = [
+        (
+            Route::UploadDirect,
+            Failure::Error(503, "TransientError"),
+            "VirusTotal could not be reached",
+        ),
+        (
+            Route::Analysis,
+            Failure::Error(401, "WrongCredentialsError"),
+            "rejected this server's API key",
+        ),
+        (
+            Route::Analysis,
+            Failure::Error(404, "NotFoundError"),
+            "lost track of the file or its analysis",
+        ),
+    ];
+    for (route, failure, expected) in cases {
+        let vt = FakeVirusTotal::start(VT_KEY).await;
+        vt.inject(route, failure, 100);
+        let app = TestApp::start(&vt).await;
+
+        let location = scan_location(
+            &post_upload(&app, b"never seen before", "new.bin", Some("upload"), None).await,
+        );
+        let page = wait_until_final(&app, &location).await;
+
+        assert_eq!(
+            status_attr(&page, "data-status").as_deref(),
+            Some("failed"),
+            "{route:?} {failure:?}"
+        );
+        let text = text_of(&page, "#scan-status").unwrap();
+        assert!(text.contains(expected), "{route:?} {failure:?}: {text}");
+        assert_eq!(spooled_files(&app), 0);
+    }
+}
+
+#[tokio::test]
+async fn an_analysis_resumed_after_its_deadline_is_asked_about_once_more() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    vt.set_analysis_timeline(0, 40, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::app::test_config(&vt, dir.path());
+    config.analysis_deadline = Duration::from_secs(1);
+
+    let mut first = TestApp::start_config(config.clone());
+    let scan = scan_location(
+        &post_upload(
+            &first,
+            b"analysed while down",
+            "c.bin",
+            Some("upload"),
+            None,
+        )
+        .await,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vt.count("GET", "/analyses/") == 0 {
+        assert!(Instant::now() < deadline, "never started analysing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.stop();
+    // Down for longer than the deadline, while VirusTotal finishes the analysis.
+    vt.finish_pending_analyses();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let second = TestApp::start_config(config);
+    let page = wait_until_final(&second, &scan).await;
+    assert_eq!(
+        status_attr(&page, "data-status").as_deref(),
+        Some("completed"),
+        "{}",
+        text_of(&page, "#scan-status").unwrap_or_default()
+    );
+}
+
+#[tokio::test]
 async fn an_unreachable_virustotal_fails_the_scan_instead_of_hanging() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
     vt.inject(
@@ -881,6 +998,12 @@ async fn scans_survive_a_restart_and_unfinished_ones_resume() {
         &post_upload(&first, b"still analysing", "b.bin", Some("upload"), None).await,
     );
     wait_for_status(&first, &pending, "running").await;
+    // Stopped while analysing, not while uploading.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vt.count("GET", "/analyses/") == 0 {
+        assert!(Instant::now() < deadline, "never started analysing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     first.stop();
     // A crash can leave a half-spooled upload behind.
     std::fs::write(
@@ -906,11 +1029,24 @@ async fn scans_survive_a_restart_and_unfinished_ones_resume() {
         Some("completed")
     );
     assert_eq!(vt.uploads().len(), 1, "the file is not uploaded twice");
+    // The resumed scan only follows its analysis, then fetches the report.
+    let after: Vec<_> = vt.requests()[calls_before..].to_vec();
     assert!(
-        vt.requests()[calls_before..]
+        after
             .iter()
-            .all(|r| r.path.contains("/analyses/") || r.path.contains("/files/"))
+            .all(|r| r.method == "GET" && r.path.starts_with("/api/v3/")),
+        "{after:?}"
     );
+    let (report, polls): (Vec<_>, Vec<_>) = after
+        .iter()
+        .partition(|r| r.path.starts_with("/api/v3/files/"));
+    assert!(!polls.is_empty());
+    assert!(
+        polls
+            .iter()
+            .all(|r| r.path.starts_with("/api/v3/analyses/"))
+    );
+    assert_eq!(report.len(), 1, "{after:?}");
 }
 
 async fn wait_for_status(app: &TestApp, location: &str, wanted: &str) {

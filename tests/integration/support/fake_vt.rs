@@ -608,6 +608,18 @@ impl FakeVirusTotal {
         };
     }
 
+    /// Makes every analysis started so far complete at its next poll.
+    pub fn finish_pending_analyses(&self) {
+        let mut state = self.shared.lock();
+        for analysis in state.analyses.values_mut() {
+            analysis.timeline = Timeline {
+                not_found: 0,
+                queued: 0,
+                in_progress: 0,
+            };
+        }
+    }
+
     /// Makes the next `times` requests matching `route` fail with `failure`. Injections are
     /// consumed in the order they were made and take precedence over everything else (auth,
     /// quota, routing); injected answers do not count against the quotas.
@@ -623,6 +635,11 @@ impl FakeVirusTotal {
 
     /// Sliding 60-second window limit per key; above it: 429 QuotaExceededError. None =
     /// unlimited (default). Upload-URL POSTs are not counted.
+    /// Makes every upload take `pause` longer to be answered, as a slow link would.
+    pub fn set_upload_pause(&self, pause: Duration) {
+        self.shared.lock().upload_pause = pause;
+    }
+
     pub fn set_per_minute_quota(&self, limit: Option<u32>) {
         self.shared.lock().per_minute = limit;
     }
@@ -793,6 +810,9 @@ struct State {
     upload_url_limit: usize,
     requests: Vec<RecordedRequest>,
     uploads: Vec<ReceivedUpload>,
+    /// How long an upload takes to be answered once its body has arrived, as
+    /// a slow link would make it.
+    upload_pause: Duration,
 }
 
 impl State {
@@ -809,6 +829,7 @@ impl State {
                 in_progress: 2,
             },
             injections: Vec::new(),
+            upload_pause: Duration::ZERO,
             per_minute: None,
             quota_window: Duration::from_secs(60),
             daily: None,
@@ -1232,6 +1253,8 @@ async fn upload(
             "A password was given but the file is not a password-protected ZIP",
         );
     }
+    let pause = shared.lock().upload_pause;
+    tokio::time::sleep(pause).await;
     // Hash outside the lock: uploads can be large.
     let hashes = hash_content(&received.bytes);
     let mut state = shared.lock();
