@@ -25,6 +25,9 @@ const MAX_NAME_CHARS: usize = 40;
 /// Vendors named before the rest are only counted.
 const MAX_LISTED_VENDORS: usize = 5;
 
+/// The most flags (malicious or suspicious) that can read as a false positive.
+const FALSE_POSITIVE_MAX_FLAGS: u32 = 3;
+
 /// Engines named (with their labels) before the rest are only counted.
 const MAX_LISTED_ENGINES: usize = 3;
 
@@ -199,6 +202,12 @@ fn few_detections(report: &Report, answered: u32) -> (Caution, Vec<String>) {
         )
     }];
 
+    let suspicious = report.stats.suspicious;
+    if suspicious > 0 {
+        let finds = if suspicious == 1 { "finds" } else { "find" };
+        sentences.push(format!("{suspicious} more {finds} it suspicious."));
+    }
+
     // Without the per-engine list there is no telling who flagged it, so the
     // false-positive reading cannot be offered.
     if detecting.is_empty() {
@@ -210,7 +219,17 @@ fn few_detections(report: &Report, answered: u32) -> (Caution, Vec<String>) {
         return (Caution::Careful, sentences);
     }
 
-    let vendors = well_known_names(detecting.iter().copied());
+    // Suspicious verdicts count too: a major vendor finding the file
+    // suspicious is no sign of a false positive.
+    let vendors = well_known_names(facts::flagging(report));
+    let flagged = malicious + suspicious;
+    if vendors.is_empty() && flagged > FALSE_POSITIVE_MAX_FLAGS {
+        sentences.push(format!(
+            "None of the major vendors flags it, but {flagged} engines in all find something \
+             wrong with it, which is more than a stray detection."
+        ));
+        return (Caution::Careful, sentences);
+    }
     if vendors.is_empty() {
         let clearing = well_known_names(facts::clearing(report));
         sentences.push(if clearing.is_empty() {
@@ -235,8 +254,8 @@ fn few_detections(report: &Report, answered: u32) -> (Caution, Vec<String>) {
             ("are", "well-known vendors")
         };
         sentences.push(format!(
-            "{} {is} {vendor}, so this deserves more weight than a stray detection by a \
-             lesser-known engine.",
+            "Among the engines that flag it, {} {is} {vendor}, so this deserves more weight \
+             than a stray detection by a lesser-known engine.",
             facts::join_and(&vendors)
         ));
         sentences.push(
@@ -693,6 +712,26 @@ pub(crate) mod tests {
         assert!(text.contains("often a false positive"));
         assert!(text.contains("probably safe"));
         assert!(!text.contains("Do not open or run"));
+    }
+
+    #[test]
+    fn a_major_vendor_finding_it_suspicious_rules_out_a_false_positive() {
+        let text = text(&report_flagged_by(&["Bkav"], &["Microsoft"]));
+        assert!(text.contains("1 more finds it suspicious."), "{text}");
+        assert!(text.contains("Microsoft is a well-known vendor"), "{text}");
+        assert!(!text.contains("None of the major vendors"), "{text}");
+        assert!(!text.contains("probably safe"), "{text}");
+    }
+
+    #[test]
+    fn many_suspicious_verdicts_beside_few_detections_are_no_false_positive() {
+        let minor: Vec<String> = (0..20).map(|i| format!("Minor{i}x")).collect();
+        let minor: Vec<&str> = minor.iter().map(String::as_str).collect();
+        let text = text(&report_flagged_by(&["Bkav", "MaxSecure", "Zillya"], &minor));
+        assert!(text.contains("20 more find it suspicious."), "{text}");
+        assert!(text.contains("23 engines in all"), "{text}");
+        assert!(!text.contains("false positive"), "{text}");
+        assert!(!text.contains("probably safe"), "{text}");
     }
 
     #[test]

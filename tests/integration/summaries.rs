@@ -379,6 +379,36 @@ async fn a_failing_model_gives_a_retry_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_failed_rewrite_says_so_and_keeps_the_summary_written_before() {
+    let vt = known_file_world().await;
+    let llm = FakeLlm::start(Some(LLM_KEY)).await;
+    llm.set_reply(&["Kept ", "version."], Duration::ZERO);
+    let app = TestApp::start_with(&vt, |c| with_llm(c, &llm)).await;
+    let browser = Browser::new();
+    let scan = completed_scan(&app, &browser).await;
+
+    let end = Events::open(&app, &scan).await.until_end().await;
+    let (_, last) = end.last().unwrap();
+    assert!(
+        last.contains("name=\"again\""),
+        "a fresh summary can be written again: {last}"
+    );
+
+    llm.set_failure(LlmFailure::Status(500));
+    let response = browser
+        .send_form(&app, &format!("{scan}/summary"), "again=1")
+        .await;
+    assert_eq!(response.status(), 502);
+    let page = scraper::Html::parse_document(&response.text().await.unwrap());
+    assert_eq!(text_of(&page, "#summary").unwrap(), "Kept version.");
+    let failure = text_of(&page, ".summary-failed").unwrap();
+    assert!(failure.contains("could not be written"), "{failure}");
+
+    let (_, later) = browser.page(&app, &scan).await;
+    assert_eq!(text_of(&later, "#summary").unwrap(), "Kept version.");
+}
+
+#[tokio::test]
 async fn virustotals_own_code_analysis_is_shown_attributed_and_given_to_the_model() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
     vt.add_known_file(
