@@ -57,6 +57,8 @@ pub struct SummaryHub {
 
 /// One summary being written: the text so far and a channel for what follows.
 struct InFlight {
+    /// Tells this writer's text apart from any other's, for resuming viewers.
+    run: String,
     /// Chunks sent so far. Appending and sending happen under this lock, so a
     /// viewer who copies it and subscribes under the same lock misses nothing.
     backlog: Mutex<Vec<String>>,
@@ -65,6 +67,9 @@ struct InFlight {
 
 /// A viewer's feed: the chunks already written, then live events.
 pub struct SummaryFeed {
+    /// Names the text this feed carries: a viewer's offset into it means
+    /// nothing for another run of the writer.
+    pub run: String,
     pub backlog: Vec<SummaryEvent>,
     pub live: Option<broadcast::Receiver<SummaryEvent>>,
 }
@@ -77,6 +82,7 @@ impl Scanner {
         let scan = self.completed_scan(id).await?;
         if !again && let Some(summary) = &scan.summary {
             return Ok(SummaryFeed {
+                run: format!("s{}", summary.written_at),
                 backlog: vec![
                     SummaryEvent::Chunk(summary.text.clone()),
                     SummaryEvent::Done {
@@ -138,12 +144,15 @@ impl Scanner {
         if let Some(flight) = writing.get(&scan.id) {
             let backlog = lock(&flight.backlog);
             return SummaryFeed {
+                run: flight.run.clone(),
                 backlog: backlog.iter().cloned().map(SummaryEvent::Chunk).collect(),
                 live: Some(flight.events.subscribe()),
             };
         }
         let (events, live) = broadcast::channel(1024);
+        let run = format!("w{}", Uuid::new_v4().simple());
         let flight = Arc::new(InFlight {
+            run: run.clone(),
             backlog: Mutex::default(),
             events,
         });
@@ -154,6 +163,7 @@ impl Scanner {
         let scanner = self.clone();
         tokio::spawn(async move { scanner.produce(scan, flight).await }.instrument(span));
         SummaryFeed {
+            run,
             backlog: Vec::new(),
             live: Some(live),
         }

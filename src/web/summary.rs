@@ -22,10 +22,17 @@ use crate::scan::{SummaryEvent, SummaryFeed};
 /// Comments sent while the writer is quiet, so proxies keep the stream open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// The first event of a fresh stream: it says a summary is being written, and
+/// empties the summary area, which may hold text from a stream that broke off.
+const START: &str = "<p class=\"hint\">Writing a summary…</p>\
+    <div id=\"summary\" hx-swap-oob=\"innerHTML\"></div>";
+
+/// The stream is left to the limit on every request: it starts a writer at
+/// most once per completed scan, and the scans are limited where they start.
+/// A refused stream would only leave the summary area blank.
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &RateLimits) {
-    let stream_resource = web::resource("/scans/{id}/summary/stream").wrap(limits.new_scans());
     let write_resource = web::resource("/scans/{id}/summary").wrap(limits.new_scans());
-    cfg.service(stream_resource.route(web::get().to(stream)))
+    cfg.route("/scans/{id}/summary/stream", web::get().to(stream))
         .service(write_resource.route(web::post().to(write)));
 }
 
@@ -46,29 +53,51 @@ async fn stream(
     id: web::Path<String>,
 ) -> Result<impl Responder, AppError> {
     let id = super::scan_id(&id)?;
-    let feed = state.scanner.summary_feed(id, false).await?;
-    // A browser reconnecting after a dropped stream says how far it got.
-    let resume_from = request
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
     let (tx, rx) = mpsc::channel(64);
-    actix_web::rt::spawn(forward(feed, tx, id.to_string(), resume_from));
+    match state.scanner.summary_feed(id, false).await {
+        Ok(feed) => {
+            let resume_from = resume_point(&request, &feed.run);
+            actix_web::rt::spawn(forward(feed, tx, id.to_string(), resume_from));
+        }
+        // Answered as an end event: an error status would make the browser
+        // reconnect again and again, with nothing on the page to say why.
+        Err(error) => {
+            let message = match AppError::from(error) {
+                AppError::ScanNotFound => "This scan no longer exists.",
+                AppError::InvalidRequest(message) => message,
+                other => {
+                    tracing::error!(error = %other, "summary stream failed");
+                    "The summary could not be started. Try again."
+                }
+            };
+            let _ = tx.try_send(end_event(&id.to_string(), Err(message)).into());
+        }
+    }
     Ok(Sse::from_infallible_receiver(rx).with_keep_alive(KEEP_ALIVE))
 }
 
+/// How much of this run's text a reconnecting browser already shows, from the
+/// `Last-Event-ID` it sends (`run.offset`); nothing for a fresh stream or one
+/// of another run, whose text the start event clears.
+fn resume_point(request: &HttpRequest, run: &str) -> usize {
+    request
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('.'))
+        .filter(|(seen_run, _)| *seen_run == run)
+        .and_then(|(_, offset)| offset.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Sends a viewer's feed as SSE events until the summary ends or the viewer
-/// leaves. Chunk events carry as id the length of the text sent so far, so a
-/// reconnecting browser gets only what it has not shown yet.
+/// leaves. Chunk events carry as id the run and the length of its text sent
+/// so far, so a reconnecting browser gets only what it has not shown yet.
 async fn forward(feed: SummaryFeed, tx: mpsc::Sender<sse::Event>, id: String, resume_from: usize) {
-    if resume_from == 0 {
-        let started = sse::Data::new("<p class=\"hint\">Writing a summary…</p>").event("start");
-        if tx.send(started.into()).await.is_err() {
-            return;
-        }
+    if resume_from == 0 && tx.send(sse::Data::new(START).event("start").into()).await.is_err() {
+        return;
     }
+    let run = feed.run;
     let mut sent = 0;
     let mut live = feed.live;
     let mut pending = feed.backlog.into_iter();
@@ -97,7 +126,7 @@ async fn forward(feed: SummaryFeed, tx: mpsc::Sender<sse::Event>, id: String, re
                 match text.get(unseen..).filter(|rest| !rest.is_empty()) {
                     Some(rest) => sse::Data::new(escape_html(rest))
                         .event("chunk")
-                        .id(sent.to_string()),
+                        .id(format!("{run}.{sent}")),
                     None => continue,
                 }
             }

@@ -327,6 +327,10 @@ async fn with_javascript_a_language_model_summary_streams_in_as_it_is_written() 
         !partial.contains("Do not open it."),
         "the whole summary arrived at once ({partial:?}): it should stream"
     );
+    // The start event's emptying of the summary area was swapped out of band,
+    // not shown as a second summary in the status line.
+    assert_eq!(chrome.count("#summary-status #summary").await, 0);
+    assert_eq!(chrome.count("#summary").await, 1);
     let author = chrome
         .wait_for_text("#summary-status", WAIT, "who wrote the summary", |t| {
             t.contains("Written by")

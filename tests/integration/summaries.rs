@@ -56,6 +56,8 @@ async fn known_file_world() -> FakeVirusTotal {
 struct Events {
     response: reqwest::Response,
     buffer: String,
+    /// The id of the last event that had one, as a browser keeps it.
+    last_id: Option<String>,
 }
 
 impl Events {
@@ -82,6 +84,7 @@ impl Events {
         Events {
             response,
             buffer: String::new(),
+            last_id: None,
         }
     }
 
@@ -95,6 +98,8 @@ impl Events {
                 for line in block.lines() {
                     if let Some(value) = line.strip_prefix("event:") {
                         name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("id:") {
+                        self.last_id = Some(value.trim().to_owned());
                     } else if let Some(value) = line.strip_prefix("data:") {
                         data.push(value.strip_prefix(' ').unwrap_or(value).to_owned());
                     }
@@ -453,23 +458,51 @@ async fn a_reconnecting_browser_gets_only_what_it_has_not_shown() {
 
     // The first connection drops after "One ".
     let mut first = Events::open(&app, &scan).await;
-    first.next().await.unwrap(); // start
+    let (name, start) = first.next().await.unwrap();
+    assert_eq!(name, "start");
+    assert!(
+        start.contains(r#"<div id="summary" hx-swap-oob="innerHTML"></div>"#),
+        "a fresh stream empties the summary area first: {start}"
+    );
     assert_eq!(first.next().await.unwrap().1, "One ");
+    let seen = first.last_id.clone().unwrap();
     drop(first);
 
-    // The browser reconnects with the id of the last event it saw: the length so far.
-    let mut resumed = Events::resume(&app, &scan, Some("4")).await;
+    // The browser reconnects with the id of the last event it saw.
+    let mut resumed = Events::resume(&app, &scan, Some(&seen)).await;
     let events = resumed.until_end().await;
     assert_eq!(chunk_text(&events), "two three.", "{events:?}");
     assert!(events.iter().all(|(name, _)| name != "start"));
 
-    // Once stored, a reconnect mid-way through still gets just the rest.
-    let later = Events::resume(&app, &scan, Some("8"))
-        .await
-        .until_end()
-        .await;
-    assert_eq!(chunk_text(&later), "three.");
+    // An id of some other text (a writer run that failed, a summary stored
+    // meanwhile) starts over: the start event empties what the page shows.
+    for other in [seen.as_str(), "w0.4", "4"] {
+        let again = Events::resume(&app, &scan, Some(other))
+            .await
+            .until_end()
+            .await;
+        assert_eq!(again[0].0, "start", "{other}");
+        assert_eq!(chunk_text(&again), "One two three.", "{other}");
+    }
     assert_eq!(llm.request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_that_cannot_start_ends_with_a_message_instead_of_an_error() {
+    let vt = known_file_world().await;
+    let app = TestApp::start(&vt).await;
+    let browser = Browser::new();
+    let scan = completed_scan(&app, &browser).await;
+    assert_eq!(
+        browser.post(&app, &format!("{scan}/delete")).await.status(),
+        303
+    );
+
+    let events = Events::open(&app, &scan).await.until_end().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (name, end) = &events[0];
+    assert_eq!(name, "end");
+    assert!(end.contains("no longer exists"), "{end}");
 }
 
 #[tokio::test]
@@ -527,4 +560,18 @@ async fn instances_sharing_redis_write_a_summary_once_and_wait_for_a_rewrite() {
         "Second new version."
     );
     assert_eq!(llm.request_count(), 2);
+}
+
+#[tokio::test]
+async fn the_summary_stream_is_not_held_to_the_limit_on_new_scans() {
+    let vt = known_file_world().await;
+    let app = TestApp::start_with(&vt, |c| c.scan_rate_limit_per_minute = 1).await;
+    let browser = Browser::new();
+    // The one scan this client may start this minute.
+    let scan = completed_scan(&app, &browser).await;
+
+    let events = Events::open(&app, &scan).await.until_end().await;
+    assert!(!chunk_text(&events).is_empty(), "{events:?}");
+    let again = Events::open(&app, &scan).await.until_end().await;
+    assert_eq!(chunk_text(&again), chunk_text(&events));
 }
