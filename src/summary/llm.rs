@@ -4,7 +4,8 @@
 //! Every way the exchange can fail ends in one [`SummaryError`] variant: the
 //! HTTP status before the stream starts (401/403, 429, 5xx, other 4xx), no
 //! first words or no next chunk in time, a content filter or an empty answer,
-//! and a stream that stops before the model says it is done. Failures are
+//! an answer cut off at the length limit, and a stream that stops before the
+//! model says it is done. Failures are
 //! logged once, as warnings, with the model and the kind of failure only: never
 //! the key, the prompt, or the server's error text (OpenAI's 401 message
 //! repeats part of the key).
@@ -38,7 +39,8 @@ const MAX_COMPLETION_TOKENS: u32 = 600;
 /// client always sends an `Authorization` header. It is not a secret.
 const NO_KEY_PLACEHOLDER: &str = "no-key";
 
-/// Longest answer accepted, in bytes, in case a server ignores the token limit.
+/// Longest answer accepted, in bytes, in case a server ignores the token limit;
+/// a longer one counts as cut off.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// The whole answer must arrive within this many timeouts, so a server that
@@ -233,14 +235,16 @@ impl Completion {
                     cut -= 1;
                 }
                 text.truncate(cut);
-                self.end = Some(Ok(()));
+                self.end = Some(Err(SummaryError::CutOff));
             }
             if refused {
                 self.end = Some(Err(SummaryError::Refused));
             } else if let Some(reason) = choice.finish_reason {
                 let has_words = self.bytes > 0 || !text.trim().is_empty();
                 self.end = Some(match reason {
-                    FinishReason::Stop | FinishReason::Length if has_words => Ok(()),
+                    FinishReason::Stop if has_words => Ok(()),
+                    // Stopped by the token limit: the text ends mid-way.
+                    FinishReason::Length if has_words => Err(SummaryError::CutOff),
                     // An empty answer, a content filter, or a tool call nobody asked for.
                     _ => Err(SummaryError::Refused),
                 });

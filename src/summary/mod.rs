@@ -56,6 +56,9 @@ pub enum SummaryError {
     /// The answer stopped before the model said it was finished.
     #[error("the summary stream ended before the summary was complete")]
     Interrupted,
+    /// The answer reached the length limit before it was complete.
+    #[error("the summary was cut off at the length limit")]
+    CutOff,
     /// The server could not be reached or failed (connection errors, HTTP 5xx).
     #[error("the summary service is unavailable: {0}")]
     Unavailable(String),
@@ -80,6 +83,7 @@ impl SummaryError {
             Self::Interrupted => {
                 "The connection to the summary service was lost before the summary was complete."
             }
+            Self::CutOff => "The summary grew too long and was cut off. Try again.",
             Self::Unavailable(_) => "The summary service could not be reached.",
             Self::BadRequest(_) => {
                 "The summary service did not accept the request; the configured model may be wrong."
@@ -95,6 +99,7 @@ impl SummaryError {
             Self::Timeout => "timeout",
             Self::Refused => "refused",
             Self::Interrupted => "interrupted",
+            Self::CutOff => "cut_off",
             Self::Unavailable(_) => "unavailable",
             Self::BadRequest(_) => "bad_request",
         }
@@ -118,6 +123,13 @@ pub fn writer_from_config(config: &Config) -> Arc<dyn SummaryWriter> {
                 model,
                 config.llm_timeout,
             ))
+        }
+        None if config.openai_api_key.is_some() || config.openai_base_url.is_some() => {
+            tracing::warn!(
+                "OPENAI_API_KEY or OPENAI_BASE_URL is set but OPENAI_MODEL is not: summaries \
+                 are written by the built-in explainer until a model is named"
+            );
+            Arc::new(BuiltinWriter)
         }
         None => {
             tracing::info!(
@@ -167,6 +179,7 @@ mod tests {
             SummaryError::Timeout,
             SummaryError::Refused,
             SummaryError::Interrupted,
+            SummaryError::CutOff,
             SummaryError::Unavailable("HTTP 503".to_owned()),
             SummaryError::BadRequest(404),
         ];

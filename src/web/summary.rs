@@ -94,7 +94,12 @@ fn resume_point(request: &HttpRequest, run: &str) -> usize {
 /// leaves. Chunk events carry as id the run and the length of its text sent
 /// so far, so a reconnecting browser gets only what it has not shown yet.
 async fn forward(feed: SummaryFeed, tx: mpsc::Sender<sse::Event>, id: String, resume_from: usize) {
-    if resume_from == 0 && tx.send(sse::Data::new(START).event("start").into()).await.is_err() {
+    if resume_from == 0
+        && tx
+            .send(sse::Data::new(START).event("start").into())
+            .await
+            .is_err()
+    {
         return;
     }
     let run = feed.run;

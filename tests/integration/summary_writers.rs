@@ -287,6 +287,18 @@ async fn a_content_filter_is_a_refusal() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_off_at_the_token_limit_is_not_complete() {
+    let fake = FakeLlm::start(Some(KEY)).await;
+    fake.set_reply(&["This file is ", "never finished"], Duration::ZERO);
+    fake.set_failure(LlmFailure::Length);
+    let writer = llm_writer(&fake, Some(KEY), Duration::from_secs(5));
+
+    let (chunks, error) = run(&writer, &malicious_report()).await;
+    assert_eq!(chunks, ["This file is "]);
+    assert_eq!(error, Some(SummaryError::CutOff));
+}
+
+#[tokio::test]
 async fn an_empty_answer_is_a_refusal() {
     let fake = FakeLlm::start(Some(KEY)).await;
     fake.set_reply(&[], Duration::ZERO);

@@ -43,6 +43,9 @@ pub enum LlmFailure {
     Hang,
     /// Stream the first content chunk, then stop with `finish_reason: "content_filter"`.
     ContentFilter,
+    /// Stream the first content chunk, then stop with `finish_reason: "length"`,
+    /// as a server does when the answer reached its token limit.
+    Length,
 }
 
 /// The fake server; it stops when dropped.
@@ -240,6 +243,13 @@ async fn chat_completions(
             delay,
             None,
             "content_filter",
+        ),
+        LlmFailure::Length => plan(
+            &model,
+            &chunks[..chunks.len().min(1)],
+            delay,
+            None,
+            "length",
         ),
     };
 
