@@ -54,6 +54,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> anyhow::Result<Serv
 
     let state = actix::Data::new(AppState {
         scanner,
+        proxies: web::TrustedProxies::new(config.trusted_proxies.clone()),
         upload_dir,
         max_upload_bytes: config.max_upload_bytes,
     });

@@ -7,9 +7,10 @@ use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use rand::Rng;
 
+use super::AppState;
 use super::error::AppError;
 
 const COOKIE_NAME: &str = "browser_id";
@@ -51,7 +52,11 @@ pub async fn browser_id<B: MessageBody>(
         .and_then(|c| BrowserId::parse(c.value()));
     let is_new = existing.is_none();
     let id = existing.unwrap_or_else(BrowserId::generate);
-    let secure = request.connection_info().scheme() == "https";
+    // Secure when the browser came over HTTPS, which only a trusted
+    // TLS-terminating proxy can tell.
+    let secure = request
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.proxies.is_https(&request));
     request.extensions_mut().insert(id.clone());
 
     let mut response = next.call(request).await?;

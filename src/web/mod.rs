@@ -8,6 +8,7 @@ mod health;
 mod history;
 mod home;
 mod pages;
+mod proxies;
 mod rate_limit;
 mod request_log;
 mod scans;
@@ -24,10 +25,13 @@ use actix_web::{HttpResponse, web};
 use crate::scan::Scanner;
 pub use error::AppError;
 use pages::Layout;
+pub use proxies::TrustedProxies;
 
 /// What handlers share.
 pub struct AppState {
     pub scanner: Scanner,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub proxies: TrustedProxies,
     pub upload_dir: PathBuf,
     pub max_upload_bytes: u64,
 }

@@ -4,7 +4,6 @@
 //! cannot escape its limit by inventing addresses.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use actix_governor::governor::NotUntil;
 use actix_governor::governor::clock::{Clock, DefaultClock, QuantaInstant};
@@ -16,7 +15,8 @@ use askama::Template;
 
 use super::error::AppError;
 use super::pages::{Layout, render};
-use crate::config::{Config, IpNet};
+use super::proxies::TrustedProxies;
+use crate::config::Config;
 
 /// The limits of one deployment, shared by every worker thread.
 #[derive(Clone)]
@@ -33,7 +33,7 @@ pub struct InvalidRateLimit;
 impl RateLimits {
     pub fn new(config: &Config) -> Result<Self, InvalidRateLimit> {
         let client = ClientIp {
-            trusted: Arc::new(config.trusted_proxies.clone()),
+            proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             layout: Layout {
                 vt_configured: config.vt_configured(),
             },
@@ -75,33 +75,8 @@ fn per_minute(
 /// Finds the client's address, trusting forwarding headers only from proxies.
 #[derive(Clone)]
 pub struct ClientIp {
-    trusted: Arc<Vec<IpNet>>,
+    proxies: TrustedProxies,
     layout: Layout,
-}
-
-impl ClientIp {
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(ip))
-    }
-
-    /// The nearest address that is not a trusted proxy, walking back from the peer.
-    pub fn client_of(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-        if !self.is_trusted(peer) {
-            return peer;
-        }
-        let hops = forwarded_for.unwrap_or_default().split(',').rev();
-        let mut client = peer;
-        for hop in hops {
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
-                break;
-            };
-            client = ip;
-            if !self.is_trusted(ip) {
-                break;
-            }
-        }
-        client
-    }
 }
 
 #[derive(Template)]
@@ -117,15 +92,9 @@ impl KeyExtractor for ClientIp {
     type KeyExtractionError = AppError;
 
     fn extract(&self, request: &ServiceRequest) -> Result<IpAddr, AppError> {
-        let peer = request
-            .peer_addr()
-            .map(|addr| addr.ip())
-            .ok_or_else(|| AppError::Internal("request without a peer address".to_owned()))?;
-        let forwarded = request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        Ok(self.client_of(peer, forwarded))
+        self.proxies
+            .client_of(request)
+            .ok_or_else(|| AppError::Internal("request without a peer address".to_owned()))
     }
 
     fn exceed_rate_limit_response(
@@ -147,49 +116,5 @@ impl KeyExtractor for ClientIp {
             .insert_header(("Retry-After", wait_seconds.to_string()))
             .content_type("text/html; charset=utf-8")
             .body(render(&page))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn extractor(trusted: &[&str]) -> ClientIp {
-        ClientIp {
-            trusted: Arc::new(trusted.iter().map(|t| t.parse().unwrap()).collect()),
-            layout: Layout {
-                vt_configured: true,
-            },
-        }
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn forwarding_headers_from_strangers_are_ignored() {
-        let none = extractor(&[]);
-        assert_eq!(
-            none.client_of(ip("203.0.113.9"), Some("1.2.3.4")),
-            ip("203.0.113.9")
-        );
-    }
-
-    #[test]
-    fn behind_a_trusted_proxy_the_nearest_untrusted_hop_is_the_client() {
-        let proxies = extractor(&["10.0.0.0/8", "::1"]);
-        let peer = ip("10.0.0.2");
-        assert_eq!(
-            proxies.client_of(peer, Some("198.51.100.7")),
-            ip("198.51.100.7")
-        );
-        // The left-most entry is whatever the client claimed; only the proxy's own is trusted.
-        assert_eq!(
-            proxies.client_of(peer, Some("6.6.6.6, 198.51.100.7, 10.0.0.5")),
-            ip("198.51.100.7")
-        );
-        assert_eq!(proxies.client_of(peer, None), peer);
-        assert_eq!(proxies.client_of(peer, Some("garbage")), peer);
     }
 }

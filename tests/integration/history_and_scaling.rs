@@ -112,12 +112,26 @@ async fn the_browser_cookie_is_private_and_lax() {
         "plain HTTP cannot carry a Secure cookie: {cookie}"
     );
 
-    let behind_tls = crate::support::app::client()
-        .get(app.at("/"))
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
+    // Only a trusted proxy can say the browser came over HTTPS.
+    let claims_tls = |app: &TestApp| {
+        crate::support::app::client()
+            .get(app.at("/"))
+            .header("x-forwarded-proto", "https")
+            .send()
+    };
+    let from_anyone = claims_tls(&app).await.unwrap();
+    assert!(
+        !from_anyone.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure"),
+        "X-Forwarded-Proto from a client is not believed"
+    );
+    let behind_proxy = TestApp::start_with(&vt, |c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let behind_tls = claims_tls(&behind_proxy).await.unwrap();
     assert!(
         behind_tls.headers()["set-cookie"]
             .to_str()
