@@ -27,16 +27,24 @@ pub fn headers() -> DefaultHeaders {
         ))
 }
 
-/// Refuses state-changing requests that a browser says come from another site.
+/// Refuses what a browser says another site asked for: any form post, and
+/// any fetch that is not the person following a link or submitting a form.
 ///
 /// Browsers send `Sec-Fetch-Site` (and `Origin`) on form posts, which other sites
 /// cannot forge; requests without either (scripts, curl) are not cross-site
-/// browser requests and pass.
+/// browser requests and pass. Refusing cross-site fetches keeps another site's
+/// page from spending this server's VirusTotal quota or summary writer with an
+/// image pointing at a search, say.
 pub async fn reject_cross_site<B: MessageBody>(
     request: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    if is_unsafe(request.method()) && is_cross_site(&request) {
+    let refused = if is_unsafe(request.method()) {
+        is_cross_site(&request)
+    } else {
+        is_cross_site_fetch(&request)
+    };
+    if refused {
         tracing::warn!(path = request.path(), "refused a cross-site request");
         // As a response carrying the error, so the error page middleware renders it.
         return Ok(request
@@ -44,6 +52,17 @@ pub async fn reject_cross_site<B: MessageBody>(
             .map_into_right_body());
     }
     Ok(next.call(request).await?.map_into_left_body())
+}
+
+/// A request for a resource (an image, a script, an event stream) that a page
+/// of another site made, as opposed to a navigation to this one.
+fn is_cross_site_fetch(request: &ServiceRequest) -> bool {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let from_elsewhere =
+        header("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none");
+    let navigation = header("sec-fetch-mode") == Some("navigate")
+        && !matches!(header("sec-fetch-dest"), Some("object" | "embed"));
+    from_elsewhere && !navigation
 }
 
 fn is_unsafe(method: &Method) -> bool {

@@ -904,6 +904,33 @@ async fn cross_site_form_posts_are_refused() {
 }
 
 #[tokio::test]
+async fn another_sites_page_cannot_start_a_search_but_a_link_can() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    let hashes = vt.add_known_file(FileFixture::new(&malware()).detections(9, 0, 61, 0));
+    let app = TestApp::start(&vt).await;
+    let search = |mode: &'static str, dest: &'static str| {
+        client()
+            .get(app.at("/search"))
+            .query(&[("q", hashes.sha256.as_str())])
+            .header("sec-fetch-site", "cross-site")
+            .header("sec-fetch-mode", mode)
+            .header("sec-fetch-dest", dest)
+            .send()
+    };
+
+    // An <img> on another site pointing at a search.
+    let image = search("no-cors", "image").await.unwrap();
+    assert_eq!(image.status(), 403);
+    assert!(vt.requests().is_empty(), "no VirusTotal call for it");
+
+    // Someone following a link from another site.
+    let link = search("navigate", "document").await.unwrap();
+    assert_eq!(link.status(), 303);
+    wait_until_final(&app, &scan_location(&link)).await;
+    assert_eq!(vt.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn pages_carry_a_strict_content_security_policy() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
     let app = TestApp::start(&vt).await;
