@@ -225,7 +225,7 @@ percentile() {
 
 # One line per request the app logged: method, path, status, elapsed_us.
 logged_requests() {
-    sed -n -E 's/.* request method=([A-Z]+) path="?([^" ]*)"? status=([0-9]+) elapsed_us=([0-9]+).*/\1 \2 \3 \4/p' \
+    sed -n -E 's/.*request\{method=([A-Z]+) path="?([^" ]*)"?[^}]*\}: .* request status=([0-9]+) elapsed_us=([0-9]+).*/\1 \2 \3 \4/p' \
         "$APP_LOG"
 }
 

@@ -4,7 +4,7 @@
 #
 # hyperfine times `sha256sum FILE` against a curl POST of the same file to the
 # running app (lookup mode; the 303 comes only after the whole body has been
-# hashed, written and synced to disk). The file stays in the page cache for
+# hashed and written to the spool file). The file stays in the page cache for
 # both, after a warm-up run. The app's own elapsed_us for POST /scans gives the
 # server-side ingest rate without curl's share. Prints RESULT rows for run.sh.
 #
@@ -52,8 +52,8 @@ answered=$(logged_requests | awk '$1 == "POST" && $2 == "/scans" && $3 == 303' |
 # The warm-up run is the first; the figures are from the measured runs.
 server_us=$(logged_elapsed_us '^/scans$' POST | tail -n "$RUNS" | median)
 
-# What the disk alone allows: writing the same bytes and syncing them, as the
-# spool does, in the directory the app spools to.
+# What the disk allows: writing the same bytes to the directory the app spools
+# to, synced, for reference (the spool itself is flushed, not synced).
 log "dd: writing ${SIZE_MIB} MiB to UPLOAD_DIR with fsync"
 disk_s=$( { TIMEFORMAT=%R; time dd if="$FILE" of="$WORK/uploads/dd.bin" bs=1M conv=fsync status=none; } 2>&1 )
 rm -f -- "$WORK/uploads/dd.bin"
@@ -78,7 +78,7 @@ cat >&2 <<EOF
 
 Throughput ($(date -u +%F), ${SIZE_MIB} MiB file, median of $RUNS runs, MB = 10^6 bytes)
   sha256sum                                   $sha_mbs MB/s
-  curl POST /scans (spool + 3 hashes + fsync) $post_mbs MB/s   ratio $ratio
+  curl POST /scans (spool + 3 hashes)        $post_mbs MB/s   ratio $ratio
   app's own elapsed_us for POST /scans        $server_mbs MB/s   ratio $server_ratio
   disk alone (dd with fsync, for reference)   $disk_mbs MB/s
   app CPU time per POST (user + system)       $cpu_s s, for $(awk -v u="$server_us" 'BEGIN { printf "%.2f", u / 1e6 }') s of server time

@@ -37,6 +37,9 @@ pub enum AppError {
     UploadTooLarge { limit: u64 },
     #[error("no VirusTotal API key is configured")]
     NoApiKey,
+    /// The upload directory is full, usually with other uploads in flight.
+    #[error("no room left for the upload")]
+    NoRoomForUpload,
     #[error("cross-site form submission refused")]
     CrossSite,
     #[error("internal error: {0}")]
@@ -66,7 +69,7 @@ impl ResponseError for AppError {
             Self::ScanNotFound | Self::PageNotFound => StatusCode::NOT_FOUND,
             Self::InvalidUpload(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NoApiKey => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoApiKey | Self::NoRoomForUpload => StatusCode::SERVICE_UNAVAILABLE,
             Self::CrossSite => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -175,6 +178,11 @@ fn explain(error: Option<&AppError>, status: StatusCode) -> (&'static str, &'sta
         Some(AppError::NoApiKey) => (
             "This server cannot reach VirusTotal yet",
             "Its operator has not set VT_API_KEY. Nothing was sent anywhere.",
+        ),
+        Some(AppError::NoRoomForUpload) => (
+            "This server has no room for the file right now",
+            "It is busy with other uploads. Try again in a few minutes, or with a smaller file. \
+             Nothing was sent to VirusTotal.",
         ),
         Some(AppError::InvalidRequest(message)) => ("That cannot be done", message),
         Some(AppError::CrossSite) => (

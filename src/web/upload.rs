@@ -129,6 +129,10 @@ async fn spool_file(field: Field, state: &AppState) -> Result<SpooledFile, AppEr
             "The file is empty: there is nothing to check. Choose another file.",
         )),
         Err(SpoolError::Read(_)) => Err(AppError::InvalidUpload(MALFORMED)),
+        Err(SpoolError::Io(error)) if error.kind() == std::io::ErrorKind::StorageFull => {
+            tracing::error!(%error, "no room left in UPLOAD_DIR for an upload");
+            Err(AppError::NoRoomForUpload)
+        }
         Err(SpoolError::Io(error)) => Err(AppError::Internal(format!("spooling upload: {error}"))),
     }
 }

@@ -484,7 +484,9 @@ async fn focus_visibly_on(chrome: &Chrome) -> String {
                  : e.tagName.toLowerCase() + (e.type ? '[type=' + e.type + ']' : '')
                    + (e.form ? ' in ' + e.form.getAttribute('action') : '')
                    + (e.getAttribute('href') ? ' ' + e.getAttribute('href') : '');
-             const drawn = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0;
+             // The light outline and the dark ring around it, for contrast on any background.
+             const drawn = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0
+                 && s.boxShadow !== 'none';
              return { name, visible: e.matches(':focus-visible') && drawn };",
         )
         .await;
