@@ -24,6 +24,8 @@ pub struct FileObject {
 
 #[derive(Debug, Deserialize)]
 pub struct FileAttributes {
+    /// Missing only in malformed data; the object's id says the same then.
+    #[serde(default)]
     pub sha256: String,
     pub sha1: Option<String>,
     pub md5: Option<String>,
@@ -51,13 +53,31 @@ pub struct FileAttributes {
 }
 
 /// One entry of `crowdsourced_ai_results`. The text is third-party content.
+/// The shape of these entries is not fully documented, so a field of an
+/// unexpected type is read as text or left out rather than failing the report.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AiResult {
+    #[serde(default, deserialize_with = "lenient_text")]
     pub id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
     pub category: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
     pub source: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
     pub analysis: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
     pub verdict: Option<String>,
+}
+
+/// A string as it is, a number or boolean as its text, anything else as absent.
+fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(text) => Some(text),
+        value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+            Some(value.to_string())
+        }
+        _ => None,
+    })
 }
 
 /// How many engines reached each category. Keys missing on old data count as zero.
@@ -168,6 +188,29 @@ pub struct ErrorDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ai_results_of_unexpected_shapes_do_not_fail_the_report() {
+        let entry: AiResult = serde_json::from_value(serde_json::json!({
+            "analysis": "Reads the registry.",
+            "verdict": {"label": "benign"},
+            "source": 7,
+        }))
+        .unwrap();
+        assert_eq!(entry.analysis.as_deref(), Some("Reads the registry."));
+        assert_eq!(entry.verdict, None);
+        assert_eq!(entry.source.as_deref(), Some("7"));
+        assert_eq!(entry.category, None);
+    }
+
+    #[test]
+    fn a_file_object_without_attributes_sha256_is_read() {
+        let file: FileObject = serde_json::from_value(serde_json::json!({
+            "id": "ab", "attributes": {}
+        }))
+        .unwrap();
+        assert!(file.attributes.sha256.is_empty());
+    }
 
     #[test]
     fn report_without_names_or_classification_parses() {
