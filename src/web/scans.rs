@@ -41,19 +41,45 @@ pub(super) struct ScanPage {
     is_owner: bool,
     /// Why the summary just asked for could not be written.
     summary_error: Option<&'static str>,
+    /// Names what the status area shows, for the poller.
+    status_version: String,
 }
 
+/// What htmx swaps in when the status changed: the next poller, the status
+/// area, and once final the report.
 #[derive(Template)]
 #[template(path = "partials/scan_update.html")]
-struct StatusFragment {
+struct StatusUpdate {
     view: ScanView,
     /// Always none here: the fragment only ever shows a fresh summary area.
     summary_error: Option<&'static str>,
+    status_version: String,
+}
+
+/// The status area on its own, to tell whether it changed.
+#[derive(Template)]
+#[template(path = "partials/scan_status.html")]
+struct StatusArea<'a> {
+    view: &'a ScanView,
 }
 
 #[derive(Deserialize)]
 struct ShowQuery {
     refresh: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    /// The version of the status area the poller's page shows.
+    seen: Option<String>,
+}
+
+/// A short name for what the status area of `view` shows: equal names, equal areas.
+fn status_version(view: &ScanView) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    render(&StatusArea { view }).hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 async fn show(
@@ -89,6 +115,7 @@ pub(super) async fn scan_page(
     Ok(ScanPage {
         layout: state.layout(),
         title: view.heading.clone(),
+        status_version: status_version(&view),
         view,
         refresh,
         is_owner,
@@ -96,17 +123,27 @@ pub(super) async fn scan_page(
     })
 }
 
+/// The status for htmx's poller: `204` while it is what the poller's page
+/// shows already, else the update, with `286` once final so polling stops.
 async fn status(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    query: web::Query<StatusQuery>,
 ) -> Result<HttpResponse, AppError> {
     let scan = load(&state, &id).await?;
     let view = ScanView::new(&scan);
+    let version = status_version(&view);
+    if !view.is_final && query.seen.as_deref() == Some(version.as_str()) {
+        return Ok(HttpResponse::NoContent()
+            .insert_header(("Cache-Control", "no-store"))
+            .finish());
+    }
     let code = if view.is_final { STOP_POLLING } else { 200 };
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    let body = render(&StatusFragment {
+    let body = render(&StatusUpdate {
         view,
         summary_error: None,
+        status_version: version,
     });
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")

@@ -502,7 +502,8 @@ async fn focus_visibly_on(chrome: &Chrome) -> String {
 #[tokio::test]
 async fn scan_status_changes_happen_inside_a_live_region() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
-    vt.set_analysis_timeline(0, 10, 10);
+    // An analysis that stays in progress until the test ends it.
+    vt.set_analysis_timeline(0, 100_000, 0);
     let app = TestApp::start(&vt).await;
     let chrome = Chrome::start(Js::On).await;
     let (_dir, file) = file_to_upload(b"something to follow", "follow.bin");
@@ -516,10 +517,35 @@ async fn scan_status_changes_happen_inside_a_live_region() {
     // Status changes are swapped in inside the region, so they are announced.
     assert_eq!(chrome.count("#scan-live > #scan-status").await, 1);
 
+    // While the status stays the same, polls leave the region alone: a screen
+    // reader would read out every rewrite.
+    chrome
+        .wait_for_text("#scan-live", WAIT, "the analysis", |t| {
+            t.contains("analysing")
+        })
+        .await;
+    chrome
+        .eval(
+            "window.liveRewrites = 0;
+             new MutationObserver(() => window.liveRewrites++)
+                 .observe(document.getElementById('scan-live'),
+                          { childList: true, subtree: true, characterData: true });
+             return true;",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(
+        chrome.eval("return window.liveRewrites;").await,
+        json!(0),
+        "the unchanged status was swapped in again"
+    );
+
+    vt.finish_pending_analyses();
     chrome
         .wait_for("#scan-live > #scan-status[data-status=completed]", WAIT)
         .await;
     assert_eq!(chrome.computed_role("#scan-live").await, "status");
+    assert_eq!(chrome.count("#scan-poller").await, 0, "polling stopped");
     chrome
         .wait_for_text("#summary-status", WAIT, "who wrote the summary", |t| {
             t.contains("Written by")

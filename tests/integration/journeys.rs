@@ -423,37 +423,62 @@ async fn malformed_searches_show_the_form_again_with_an_error() {
 #[tokio::test]
 async fn status_fragment_polls_until_final_then_answers_286() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
-    vt.set_analysis_timeline(0, 4, 4);
+    vt.set_analysis_timeline(0, 1000, 0);
     let app = TestApp::start(&vt).await;
 
     let response = post_upload(&app, b"fresh content", "f.bin", Some("upload"), None).await;
     let location = scan_location(&response);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vt.count("GET", "/analyses/") == 0 {
+        assert!(Instant::now() < deadline, "never started analysing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (_, page) = get_page(&app, &location).await;
+    let poller = scraper::Selector::parse("#scan-poller[hx-get]").unwrap();
+    let poll_url = page
+        .select(&poller)
+        .next()
+        .and_then(|e| e.value().attr("hx-get"))
+        .expect("a page still in progress polls")
+        .to_owned();
+    assert!(
+        poll_url.starts_with(&format!("{location}/status?seen=")),
+        "{poll_url}"
+    );
     assert_eq!(
-        count(&page, &format!("#scan-live[hx-get='{location}/status']")),
+        count(&page, "#scan-live[hx-get]"),
+        0,
+        "the live region is not the poller"
+    );
+
+    // While nothing changes, the poller gets nothing to swap.
+    let unchanged = client().get(app.at(&poll_url)).send().await.unwrap();
+    assert_eq!(unchanged.status(), 204);
+    assert!(unchanged.text().await.unwrap().is_empty());
+
+    // A poller that has seen something else gets the status and its next self.
+    let fresh = client()
+        .get(app.at(&format!("{location}/status")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+    let html = scraper::Html::parse_fragment(&fresh.text().await.unwrap());
+    assert_eq!(
+        count(
+            &html,
+            "#scan-live[hx-swap-oob=innerHTML] > #scan-status[data-status=running]"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&html, &format!("#scan-poller[hx-get='{poll_url}']")),
         1
     );
 
-    let fragment = client()
-        .get(app.at(&format!("{location}/status")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(fragment.status(), 200);
-    assert!(
-        fragment
-            .text()
-            .await
-            .unwrap()
-            .contains("id=\"scan-status\"")
-    );
-
+    vt.finish_pending_analyses();
     wait_until_final(&app, &location).await;
-    let done = client()
-        .get(app.at(&format!("{location}/status")))
-        .send()
-        .await
-        .unwrap();
+    let done = client().get(app.at(&poll_url)).send().await.unwrap();
     assert_eq!(done.status().as_u16(), 286);
     let html = scraper::Html::parse_fragment(&done.text().await.unwrap());
     assert_eq!(
@@ -464,10 +489,11 @@ async fn status_fragment_polls_until_final_then_answers_286() {
         count(&html, "#scan-report[hx-swap-oob=true] table.engines"),
         1
     );
+    assert_eq!(count(&html, "#scan-poller"), 0, "the poller goes away");
 
     let (_, final_page) = get_page(&app, &location).await;
     assert_eq!(
-        count(&final_page, "#scan-live[hx-get]"),
+        count(&final_page, "#scan-poller"),
         0,
         "a final page does not poll"
     );
