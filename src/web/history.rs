@@ -7,12 +7,13 @@ use askama::Template;
 use super::AppState;
 use super::browser::BrowserId;
 use super::error::AppError;
-use super::pages::{Layout, format_date, html};
+use super::pages::{ConfirmDeletePage, Layout, format_date, html};
 use crate::scan::verdict::Verdict;
 use crate::scan::{Scan, ScanState, Subject};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/history", web::get().to(show))
+        .route("/history/clear", web::get().to(confirm_clear))
         .route("/history/clear", web::post().to(clear));
 }
 
@@ -73,6 +74,32 @@ async fn show(state: web::Data<AppState>, browser: BrowserId) -> Result<HttpResp
         layout: state.layout(),
         title: "Your scans",
         rows: scans.iter().map(HistoryRow::new).collect(),
+    };
+    Ok(html(StatusCode::OK, &page))
+}
+
+/// Asks whether to delete all of this browser's scans.
+async fn confirm_clear(
+    state: web::Data<AppState>,
+    browser: BrowserId,
+) -> Result<HttpResponse, AppError> {
+    let listed = state.scanner.history(browser.as_str()).await?.len();
+    if listed == 0 {
+        return Ok(super::see_other("/history"));
+    }
+    let what = if listed == 1 {
+        "Your one scan will be deleted.".to_owned()
+    } else {
+        format!("All {listed} scans listed in Your scans will be deleted.")
+    };
+    let page = ConfirmDeletePage {
+        layout: state.layout(),
+        title: "Delete all your scans?",
+        what,
+        many: listed > 1,
+        action: "/history/clear".to_owned(),
+        confirm_label: "Delete all your scans",
+        back: "/history".to_owned(),
     };
     Ok(html(StatusCode::OK, &page))
 }

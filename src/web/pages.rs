@@ -11,6 +11,22 @@ pub struct Layout {
     pub vt_configured: bool,
 }
 
+/// The step before deleting, so nothing is deleted by one stray click.
+#[derive(Template)]
+#[template(path = "confirm_delete.html")]
+pub struct ConfirmDeletePage {
+    pub layout: Layout,
+    pub title: &'static str,
+    /// What would be deleted, in a sentence.
+    pub what: String,
+    /// Whether more than one scan would go.
+    pub many: bool,
+    pub action: String,
+    pub confirm_label: &'static str,
+    /// Where "keep" leads back to.
+    pub back: String,
+}
+
 /// Renders a template, or a plain apology if the template itself fails (which
 /// would be a bug, not an input problem).
 pub fn render(template: &impl Template) -> String {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::browser::BrowserId;
 use super::error::AppError;
-use super::pages::{Layout, html, render};
+use super::pages::{ConfirmDeletePage, Layout, html, render};
 use super::rate_limit::RateLimits;
 use super::view::ScanView;
 use crate::scan::{Mode, Report, Scan, ScanState, StoredSummary, Subject};
@@ -25,6 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &RateLimits) {
     let reanalysis = web::resource("/scans/{id}/reanalyse").wrap(limits.new_scans());
     cfg.route("/scans/{id}.json", web::get().to(report_json))
         .route("/scans/{id}/status", web::get().to(status))
+        .route("/scans/{id}/delete", web::get().to(confirm_delete))
         .route("/scans/{id}/delete", web::post().to(delete))
         .service(reanalysis.route(web::post().to(reanalyse)))
         .route("/scans/{id}", web::get().to(show));
@@ -194,6 +195,30 @@ impl<'a> From<&'a Scan> for PublicScan<'a> {
             summary: scan.summary.as_ref(),
         }
     }
+}
+
+/// Asks whether to delete a scan this browser started.
+async fn confirm_delete(
+    state: web::Data<AppState>,
+    browser: BrowserId,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let scan = load(&state, &id).await?;
+    // Anyone else is told there is no such scan, as `delete` would.
+    if scan.owner.as_deref() != Some(browser.as_str()) {
+        return Err(AppError::ScanNotFound);
+    }
+    let view = ScanView::new(&scan);
+    let page = ConfirmDeletePage {
+        layout: state.layout(),
+        title: "Delete this scan?",
+        what: format!("{}, started {}.", view.heading, view.created),
+        many: false,
+        action: format!("/scans/{}/delete", scan.id),
+        confirm_label: "Delete this scan",
+        back: format!("/scans/{}", scan.id),
+    };
+    Ok(html(StatusCode::OK, &page))
 }
 
 /// Removes a scan this browser started, then shows the history.

@@ -209,6 +209,10 @@ async fn every_page_has_no_axe_violations() {
     assert_eq!(chrome.count("#history tbody tr").await, 4);
     check_page(&chrome, "history with rows", &mut found).await;
 
+    chrome.open(&app.at("/history/clear")).await;
+    chrome.wait_for("form[action='/history/clear']", WAIT).await;
+    check_page(&chrome, "confirming that all scans go", &mut found).await;
+
     chrome
         .open(&app.at("/scans/6b1c6f5e-3f7a-4c2e-9d7e-1a2b3c4d5e6f"))
         .await;
@@ -429,6 +433,18 @@ async fn without_javascript_the_journey_works_by_page_loads_only() {
         author.contains("Written by this server's built-in explainer"),
         "{author}"
     );
+
+    // Deleting it: a link to a confirmation, then the button there.
+    chrome.element(".delete-form a").await.click().await.unwrap();
+    assert_eq!(chrome.path().await, format!("{scan}/delete"));
+    chrome
+        .element("form[action$='/delete'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(chrome.path().await, "/history");
+    assert_eq!(chrome.count("#history-empty").await, 1);
 
     chrome.quit().await;
 }

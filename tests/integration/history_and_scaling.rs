@@ -56,7 +56,8 @@ async fn each_browser_sees_only_its_own_scans_newest_first() {
     // A shared link still opens for others, who cannot delete it.
     let (status, page) = bob.page(&app, &first).await;
     assert_eq!(status, 200);
-    assert_eq!(count(&page, "form.delete-form"), 0);
+    assert_eq!(count(&page, ".delete-form"), 0);
+    assert_eq!(bob.page(&app, &format!("{first}/delete")).await.0, 404);
     let json = bob
         .get(&app, &format!("{first}.json"))
         .await
@@ -83,7 +84,7 @@ async fn each_browser_sees_only_its_own_scans_newest_first() {
     );
     let (_, page) = alice.page(&app, &first).await;
     assert_eq!(
-        count(&page, &format!("form.delete-form[action='{first}/delete']")),
+        count(&page, &format!(".delete-form a[href='{first}/delete']")),
         1
     );
 }
@@ -175,6 +176,27 @@ async fn history_reopens_scans_from_storage_and_deletes_them() {
         "reopening costs VirusTotal nothing"
     );
 
+    // Deleting takes a second step, which can be turned back.
+    let (status, confirm) = browser.page(&app, &format!("{one}/delete")).await;
+    assert_eq!(status, 200);
+    assert!(text_of(&confirm, "main").unwrap().contains("one.exe"));
+    assert_eq!(
+        count(
+            &confirm,
+            &format!("form[method=post][action='{one}/delete'] button")
+        ),
+        1
+    );
+    assert_eq!(
+        count(&confirm, &format!("a[href='{one}']")),
+        1,
+        "a way to keep it"
+    );
+    assert_eq!(
+        browser.page(&app, &one).await.0,
+        200,
+        "asking deletes nothing"
+    );
     let deleted = browser.post(&app, &format!("{one}/delete")).await;
     assert_eq!(deleted.status(), 303);
     assert_eq!(deleted.headers()["location"], "/history");
@@ -182,12 +204,30 @@ async fn history_reopens_scans_from_storage_and_deletes_them() {
     let (_, history) = browser.page(&app, "/history").await;
     assert_eq!(history_names(&history), ["two.exe"]);
 
+    let (status, confirm) = browser.page(&app, "/history/clear").await;
+    assert_eq!(status, 200);
+    assert!(text_of(&confirm, "main").unwrap().contains("Your one scan"));
+    assert_eq!(
+        count(
+            &confirm,
+            "form[method=post][action='/history/clear'] button"
+        ),
+        1
+    );
+    let (_, history) = browser.page(&app, "/history").await;
+    assert_eq!(
+        history_names(&history),
+        ["two.exe"],
+        "asking deletes nothing"
+    );
     let cleared = browser.post(&app, "/history/clear").await;
     assert_eq!(cleared.status(), 303);
     let (_, history) = browser.page(&app, "/history").await;
     assert!(history_names(&history).is_empty());
     assert!(text_of(&history, "#history-empty").is_some());
     assert_eq!(browser.page(&app, &two).await.0, 404);
+    let nothing_left = browser.get(&app, "/history/clear").await;
+    assert_eq!(nothing_left.status(), 303, "nothing to confirm");
 }
 
 #[tokio::test]
