@@ -206,6 +206,10 @@ pub struct Scan {
     pub owner: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Unix milliseconds, to order scans started within one second; absent
+    /// from records written before it existed.
+    #[serde(default)]
+    pub created_at_ms: Option<i64>,
     /// Unix seconds.
     pub updated_at: i64,
     #[serde(default)]
@@ -225,7 +229,8 @@ pub struct Scan {
 impl Scan {
     /// A new, queued scan with a random id.
     pub fn new(mode: Mode, subject: Subject, owner: Option<String>) -> Self {
-        let now = unix_now();
+        let now_ms = unix_now_ms();
+        let now = now_ms.div_euclid(1000);
         Self {
             id: Uuid::new_v4(),
             mode,
@@ -233,6 +238,7 @@ impl Scan {
             state: ScanState::Queued,
             owner,
             created_at: now,
+            created_at_ms: Some(now_ms),
             updated_at: now,
             report: None,
             report_fetched_at: None,
@@ -240,6 +246,22 @@ impl Scan {
             summary: None,
         }
     }
+}
+
+impl Scan {
+    /// Where the scan goes in its owner's history, which lists the newest first.
+    pub fn history_rank(&self) -> i64 {
+        self.created_at_ms
+            .unwrap_or_else(|| self.created_at.saturating_mul(1000))
+    }
+}
+
+/// The current time in Unix milliseconds.
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// The current time in Unix seconds.

@@ -19,7 +19,7 @@ use crate::scan::{Scan, StoredSummary, unix_now};
 const SCANS: TableDefinition<&str, &[u8]> = TableDefinition::new("scans");
 /// Ids of scans that are not final yet -> the time they were last saved.
 const UNFINISHED: TableDefinition<&str, i64> = TableDefinition::new("unfinished");
-/// `owner \0 created_at (20 digits) \0 scan id` -> (), so an owner's scans sort by age.
+/// `owner \0 history rank (20 digits) \0 scan id` -> (), so an owner's scans sort by age.
 const HISTORY: TableDefinition<&str, ()> = TableDefinition::new("history");
 /// SHA-256 -> `(expires_at, CachedReport as JSON)`.
 const REPORTS: TableDefinition<&str, (i64, &[u8])> = TableDefinition::new("reports");
@@ -84,7 +84,7 @@ impl EmbeddedStore {
                     unfinished.insert(key.as_str(), scan.updated_at).db()?;
                 }
                 if let Some(owner) = &scan.owner {
-                    let entry = history_key(owner, scan.created_at, &key);
+                    let entry = history_key(owner, scan.history_rank(), &key);
                     txn.open_table(HISTORY)
                         .db()?
                         .insert(entry.as_str(), ())
@@ -123,8 +123,8 @@ impl EmbeddedStore {
     }
 }
 
-fn history_key(owner: &str, created_at: i64, id: &str) -> String {
-    format!("{owner}\0{created_at:020}\0{id}")
+fn history_key(owner: &str, rank: i64, id: &str) -> String {
+    format!("{owner}\0{rank:020}\0{id}")
 }
 
 /// Removes a scan and its index entries inside `txn`; returns the scan if it existed.
@@ -137,7 +137,7 @@ fn remove_scan(txn: &WriteTransaction, id: &str) -> Result<Option<Scan>, StoreEr
     drop(json);
     txn.open_table(UNFINISHED).db()?.remove(id).db()?;
     if let Some(owner) = &scan.owner {
-        let key = history_key(owner, scan.created_at, id);
+        let key = history_key(owner, scan.history_rank(), id);
         txn.open_table(HISTORY).db()?.remove(key.as_str()).db()?;
     }
     Ok(Some(scan))

@@ -6,7 +6,7 @@
 //!
 //! - `{p}scan:{id}`: the scan as JSON
 //! - `{p}unfinished`: SET of the ids of scans that are not final
-//! - `{p}history:{owner}`: ZSET of an owner's scan ids, scored by `created_at`
+//! - `{p}history:{owner}`: ZSET of an owner's scan ids, scored by their history rank
 //! - `{p}report:{sha256}`: a `CachedReport` as JSON, expiring with the cache entry
 //! - `{p}report-alias:{md5 or sha1}`: the SHA-256 it stands for, with the same expiry
 //! - `{p}lease:{key}`: the holder, expiring with the lease
@@ -52,7 +52,7 @@ return 0
 
 /// Saves a scan only if it exists and is unfinished. KEYS: scan, unfinished
 /// set, history (the scan key again when there is no owner). ARGV: json, id,
-/// final (1/0), created_at, has owner (1/0).
+/// final (1/0), history rank, has owner (1/0).
 const UPDATE_SCAN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then return 0 end
@@ -240,10 +240,10 @@ impl ScanStore for RedisStore {
             .arg(&id)
             .ignore();
         if let Some(owner) = &scan.owner {
-            // Unix seconds are exact in a ZSET's f64 score.
+            // Unix milliseconds are exact in a ZSET's f64 score.
             pipe.cmd("ZADD")
                 .arg(self.history_key(owner))
-                .arg(scan.created_at as f64)
+                .arg(scan.history_rank() as f64)
                 .arg(&id)
                 .ignore();
         }
@@ -267,7 +267,7 @@ impl ScanStore for RedisStore {
             .arg(serde_json::to_string(scan)?)
             .arg(&id)
             .arg(if scan.state.is_final() { "1" } else { "0" })
-            .arg(scan.created_at)
+            .arg(scan.history_rank())
             .arg(if scan.owner.is_some() { "1" } else { "0" })
             .query_async(&mut self.conn())
             .await?;

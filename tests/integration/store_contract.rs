@@ -111,6 +111,7 @@ fn lookup(owner: Option<&str>) -> Scan {
 fn scan_created_at(owner: Option<&str>, created_at: i64) -> Scan {
     let mut scan = lookup(owner);
     scan.created_at = created_at;
+    scan.created_at_ms = Some(created_at * 1000);
     scan.updated_at = created_at;
     scan
 }
@@ -225,6 +226,27 @@ async fn lists_an_owners_history_newest_first(store: &dyn ScanStore) {
     assert!(
         store.history("", 10).await.unwrap().is_empty(),
         "owner-less scans are nobody's"
+    );
+
+    // Within one second, by the millisecond; records from before milliseconds
+    // were kept sort by their second.
+    let mut early = scan_created_at(Some("carol"), 5_000);
+    early.created_at_ms = Some(5_000_100);
+    let mut late = scan_created_at(Some("carol"), 5_000);
+    late.created_at_ms = Some(5_000_900);
+    let mut legacy = scan_created_at(Some("carol"), 4_999);
+    legacy.created_at_ms = None;
+    for scan in [&late, &legacy, &early] {
+        store.save(scan).await.unwrap();
+    }
+    assert_eq!(
+        ids(&store.history("carol", 10).await.unwrap()),
+        [late.id, early.id, legacy.id]
+    );
+    assert!(store.delete(legacy.id).await.unwrap());
+    assert_eq!(
+        ids(&store.history("carol", 10).await.unwrap()),
+        [late.id, early.id]
     );
 
     // Saving a scan again (its state moves on) does not list it twice.
