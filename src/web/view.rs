@@ -3,7 +3,9 @@
 
 use super::pages::{format_date, human_size};
 use crate::scan::verdict::{Verdict, headline};
-use crate::scan::{AiAnalysis, EngineVerdict, Mode, Report, Scan, ScanState, Subject, unix_now};
+use crate::scan::{
+    AiAnalysis, EngineVerdict, FailureReason, Mode, Report, Scan, ScanState, Subject, unix_now,
+};
 use crate::virustotal::types::AnalysisStats;
 
 /// Everything the scan page and its status fragment show.
@@ -15,7 +17,8 @@ pub struct ScanView {
     pub is_final: bool,
     /// What is happening now, while the scan is not final.
     pub progress: Option<&'static str>,
-    pub failure: Option<(&'static str, &'static str)>,
+    /// What went wrong, and what to do about it.
+    pub failure: Option<(&'static str, String)>,
     pub not_found: bool,
     pub outcome: Option<Outcome>,
     pub details: Vec<(&'static str, String)>,
@@ -82,7 +85,7 @@ impl ScanView {
             _ => None,
         };
         let failure = match &scan.state {
-            ScanState::Failed { reason } => Some((reason.title(), reason.advice())),
+            ScanState::Failed { reason } => Some((reason.title(), advice(*reason, unix_now()))),
             _ => None,
         };
         let report = scan
@@ -176,6 +179,23 @@ fn details(subject: &Subject, report: Option<&Report>) -> Vec<(&'static str, Str
     rows
 }
 
+/// What to do about a failure; for a used-up quota, also how long until
+/// VirusTotal's daily quota resets at midnight UTC.
+fn advice(reason: FailureReason, now: i64) -> String {
+    let advice = reason.advice();
+    if reason != FailureReason::QuotaExceeded {
+        return advice.to_owned();
+    }
+    let until_midnight = 86_400 - now.rem_euclid(86_400);
+    let hours = until_midnight / 3600;
+    let when = match hours {
+        0 => "in less than an hour".to_owned(),
+        1 => "in about an hour".to_owned(),
+        n => format!("in about {n} hours"),
+    };
+    format!("{advice} That is {when}.")
+}
+
 /// "just now", "5 minutes ago", "3 days ago".
 fn age(seconds: i64) -> String {
     let plural = |n: i64, unit: &str| {
@@ -205,6 +225,26 @@ fn size_with_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::age;
+    use crate::scan::FailureReason;
+
+    #[test]
+    fn a_used_up_quota_says_when_it_resets() {
+        let eleven_pm = 86_400 * 20_000 + 23 * 3600 + 1800;
+        assert!(
+            super::advice(FailureReason::QuotaExceeded, eleven_pm)
+                .ends_with("resets at 00:00 UTC. That is in less than an hour."),
+            "{}",
+            super::advice(FailureReason::QuotaExceeded, eleven_pm)
+        );
+        let ten_am = 86_400 * 20_000 + 10 * 3600 + 120;
+        assert!(
+            super::advice(FailureReason::QuotaExceeded, ten_am).ends_with("in about 13 hours.")
+        );
+        assert_eq!(
+            super::advice(FailureReason::Unavailable, ten_am),
+            FailureReason::Unavailable.advice()
+        );
+    }
 
     #[test]
     fn ages_read_naturally() {

@@ -435,7 +435,12 @@ async fn without_javascript_the_journey_works_by_page_loads_only() {
     );
 
     // Deleting it: a link to a confirmation, then the button there.
-    chrome.element(".delete-form a").await.click().await.unwrap();
+    chrome
+        .element(".delete-form a")
+        .await
+        .click()
+        .await
+        .unwrap();
     assert_eq!(chrome.path().await, format!("{scan}/delete"));
     chrome
         .element("form[action$='/delete'] button[type=submit]")

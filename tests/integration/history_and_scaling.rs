@@ -319,32 +319,38 @@ async fn reanalyse_asks_virustotal_again_and_follows_the_analysis() {
     );
 }
 
-#[tokio::test]
-async fn a_burst_above_the_quota_waits_its_turn_instead_of_failing() {
-    let vt = FakeVirusTotal::start(VT_KEY).await;
-    let window = Duration::from_secs(1);
+/// Settings for a quota of 3 calls in any `window`, kept by the app and enforced by `vt`.
+fn quota_of_three(vt: &FakeVirusTotal, window: Duration) -> impl Fn(&mut Config) {
     vt.set_per_minute_quota(Some(3));
     vt.set_quota_window(window);
-    let app = TestApp::start_with(&vt, |c| {
+    move |c: &mut Config| {
         c.vt_requests_per_minute = 3;
         c.vt_quota_window = window;
-    })
-    .await;
-    let browser = Browser::new();
+    }
+}
 
+/// Starts eight hash lookups at once, spread over `apps`, and checks that all
+/// finish while VirusTotal never saw more than 3 calls in one `window`.
+async fn burst_of_eight_stays_within_the_quota(
+    vt: &FakeVirusTotal,
+    apps: &[&TestApp],
+    window: Duration,
+) {
+    let browser = Browser::new();
     let mut scans = Vec::new();
     for n in 0..8u8 {
-        scans.push(browser.search(&app, &format!("{n:0>64}")).await);
+        let app = apps[usize::from(n) % apps.len()];
+        scans.push((app, browser.search(app, &format!("{n:0>64}")).await));
     }
     let mut saw_waiting = false;
-    for scan in &scans {
-        let (_, page) = browser.page(&app, scan).await;
+    for (app, scan) in &scans {
+        let (_, page) = browser.page(app, scan).await;
         saw_waiting |= text_of(&page, "#scan-status")
             .unwrap()
             .contains("Waiting for VirusTotal quota");
     }
-    for scan in &scans {
-        let page = wait_until_final(&app, scan).await;
+    for (app, scan) in &scans {
+        let page = wait_until_final(app, scan).await;
         assert_eq!(
             status_attr(&page, "data-status").as_deref(),
             Some("not_found")
@@ -361,6 +367,29 @@ async fn a_burst_above_the_quota_waits_its_turn_instead_of_failing() {
             "more than 3 calls in one window"
         );
     }
+}
+
+#[tokio::test]
+async fn a_burst_above_the_quota_waits_its_turn_instead_of_failing() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    let window = Duration::from_secs(1);
+    let app = TestApp::start_with(&vt, quota_of_three(&vt, window)).await;
+    burst_of_eight_stays_within_the_quota(&vt, &[&app], window).await;
+}
+
+#[tokio::test]
+async fn instances_sharing_redis_share_one_quota() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    let window = Duration::from_secs(1);
+    let redis = RedisServer::start();
+    let quota = quota_of_three(&vt, window);
+    let settings = |c: &mut Config| {
+        quota(c);
+        on_redis(c, &redis, "quota:");
+    };
+    let first = TestApp::start_with(&vt, settings).await;
+    let second = TestApp::start_with(&vt, settings).await;
+    burst_of_eight_stays_within_the_quota(&vt, &[&first, &second], window).await;
 }
 
 #[tokio::test]
@@ -395,11 +424,10 @@ async fn an_exhausted_daily_quota_fails_with_when_to_retry() {
     let page = wait_until_final(&app, &browser.upload(&app, &sample(5), "a", "lookup").await).await;
 
     assert_eq!(status_attr(&page, "data-status").as_deref(), Some("failed"));
-    assert!(
-        text_of(&page, "#scan-status")
-            .unwrap()
-            .contains("resets at 00:00 UTC")
-    );
+    let text = text_of(&page, "#scan-status").unwrap();
+    assert!(text.contains("used up its VirusTotal quota"), "{text}");
+    assert!(text.contains("resets at 00:00 UTC. That is in "), "{text}");
+    assert!(vt.quota_rejections() > 0, "VirusTotal did refuse");
 }
 
 #[tokio::test]
