@@ -15,7 +15,6 @@ pub mod prompt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::StreamExt as _;
 
 pub use builtin::BuiltinWriter;
 pub use llm::LlmWriter;
@@ -140,23 +139,10 @@ pub fn writer_from_config(config: &Config) -> Arc<dyn SummaryWriter> {
     }
 }
 
-/// Writes a whole summary and returns it in one piece, for callers that cannot
-/// stream (the no-JavaScript fallback). Fails if the summary is not complete.
-pub async fn write_all(
-    writer: &dyn SummaryWriter,
-    report: &Report,
-) -> Result<String, SummaryError> {
-    let mut stream = writer.write(report).await?;
-    let mut text = String::new();
-    while let Some(chunk) = stream.next().await {
-        text.push_str(&chunk?);
-    }
-    Ok(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt as _;
 
     #[test]
     fn without_a_model_the_builtin_writer_is_used() {
@@ -193,9 +179,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn write_all_joins_the_builtin_chunks() {
+    async fn the_builtin_stream_carries_the_whole_summary() {
         let report = builtin::tests::report_flagged_by(&[], &[]);
-        let text = write_all(&BuiltinWriter, &report).await.unwrap();
+        let mut stream = BuiltinWriter.write(&report).await.unwrap();
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&chunk.unwrap());
+        }
         assert_eq!(text, BuiltinWriter.compose(&report));
     }
 }

@@ -517,7 +517,8 @@ async fn a_scan_survives_the_instance_that_was_analysing_it() {
 #[tokio::test]
 async fn two_instances_never_poll_the_same_analysis() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
-    vt.set_analysis_timeline(0, 12, 0);
+    // Sixty polls at 40 ms: the lease (600 ms) is renewed several times.
+    vt.set_analysis_timeline(0, 60, 0);
     let redis = RedisServer::start();
     let first = TestApp::start_with(&vt, |c| on_redis(c, &redis, "single:")).await;
     let _second = TestApp::start_with(&vt, |c| on_redis(c, &redis, "single:")).await;
@@ -526,8 +527,8 @@ async fn two_instances_never_poll_the_same_analysis() {
     let scan = browser.upload(&first, &sample(3), "c.bin", "upload").await;
     wait_until_final(&first, &scan).await;
 
-    // 12 queued polls and the completing one, each made once.
-    assert_eq!(vt.count("GET", "/analyses/"), 13);
+    // 60 queued polls and the completing one, each made once.
+    assert_eq!(vt.count("GET", "/analyses/"), 61);
 }
 
 #[tokio::test]

@@ -237,6 +237,14 @@ async fn full_scan_uploads_an_unknown_file_and_follows_the_analysis() {
         26,
         "the analysis is followed to the end"
     );
+    // Analysis ids end in base64 padding, which must travel percent-encoded.
+    let poll = vt
+        .requests()
+        .into_iter()
+        .find(|r| r.path.starts_with("/api/v3/analyses/"))
+        .unwrap();
+    assert!(poll.path.ends_with('='), "{}", poll.path);
+    assert!(poll.raw_path.ends_with("%3D"), "{}", poll.raw_path);
     // Then the file's report, for the details the analysis does not carry.
     let requests = vt.requests();
     let last = requests.last().unwrap();

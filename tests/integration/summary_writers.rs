@@ -10,7 +10,7 @@ use file_scanner::config::{Config, Secret};
 use file_scanner::scan::{AiAnalysis, EngineVerdict, Report};
 use file_scanner::summary::prompt::{DATA_END, DATA_START};
 use file_scanner::summary::{
-    BuiltinWriter, LlmWriter, SummaryError, SummaryWriter, write_all, writer_from_config,
+    BuiltinWriter, LlmWriter, SummaryError, SummaryWriter, writer_from_config,
 };
 use file_scanner::virustotal::types::AnalysisStats;
 use futures_util::StreamExt as _;
@@ -22,6 +22,16 @@ const KEY: &str = "sk-test-summary-key-0123456789";
 const MODEL: &str = "fake-model-1";
 /// A file name distinctive enough to spot if it leaked into a log.
 const FILE_NAME: &str = "quarterly-invoice-7731.exe";
+
+/// The whole summary in one piece, or the error that ended it.
+async fn write_all(writer: &dyn SummaryWriter, report: &Report) -> Result<String, SummaryError> {
+    let mut stream = writer.write(report).await?;
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&chunk?);
+    }
+    Ok(text)
+}
 
 /// A report of a file 60 of 70 engines call malicious.
 fn malicious_report() -> Report {

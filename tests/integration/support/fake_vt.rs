@@ -155,6 +155,8 @@ pub struct RecordedRequest {
     /// The full, percent-decoded path as received, e.g. "/api/v3/files/<hash>" or
     /// "/_ah/upload/<token>/" (no query string).
     pub path: String,
+    /// The path exactly as sent, before percent-decoding.
+    pub raw_path: String,
     /// The `x-apikey` header, if one was sent.
     pub api_key: Option<String>,
     /// Status answered; 0 while the answer is still pending (e.g. a [`Failure::Hang`]).
@@ -1043,6 +1045,7 @@ async fn serve(req: HttpRequest, payload: web::Payload, shared: web::Data<Shared
         state.requests.push(RecordedRequest {
             method,
             path,
+            raw_path: req.path().to_owned(),
             api_key: api_key.clone(),
             status: 0,
             at: Instant::now(),
