@@ -521,6 +521,44 @@ async fn focus_visibly_on(chrome: &Chrome) -> String {
 }
 
 #[tokio::test]
+async fn a_scan_deleted_while_its_page_is_open_says_so_and_stops_polling() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    vt.set_analysis_timeline(0, 100_000, 0);
+    let app = TestApp::start(&vt).await;
+    let chrome = Chrome::start(Js::On).await;
+    let (_dir, file) = file_to_upload(b"deleted from elsewhere", "gone.bin");
+
+    let scan = upload_through_form(&chrome, &app, &file, "upload").await;
+    chrome
+        .wait_for("#scan-status[data-status=running]", WAIT)
+        .await;
+    // Deleted from another tab of the same browser.
+    let deleted = chrome
+        .eval(&format!(
+            "const request = new XMLHttpRequest();
+             request.open('POST', '{scan}/delete', false);
+             request.send();
+             return request.status;"
+        ))
+        .await;
+    // The 303 is followed to the history.
+    assert_eq!(deleted, json!(200));
+
+    let notice = chrome
+        .wait_for_text(".notice-error", WAIT, "the deletion notice", |t| {
+            t.contains("no scan at this address")
+        })
+        .await;
+    assert!(
+        notice.contains("There is no scan at this address"),
+        "{notice}"
+    );
+    assert_eq!(chrome.count("#scan-poller").await, 0, "polling stopped");
+
+    chrome.quit().await;
+}
+
+#[tokio::test]
 async fn scan_status_changes_happen_inside_a_live_region() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
     // An analysis that stays in progress until the test ends it.

@@ -889,6 +889,27 @@ async fn an_unreachable_virustotal_fails_the_scan_instead_of_hanging() {
 }
 
 #[tokio::test]
+async fn a_virustotal_that_refuses_connections_fails_the_scan_with_advice() {
+    let vt = FakeVirusTotal::start(VT_KEY).await;
+    // A port nothing listens on any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = TestApp::start_with(&vt, |c| {
+        c.vt_base_url = format!("http://127.0.0.1:{port}/api/v3");
+    })
+    .await;
+
+    let location = scan_location(&post_upload(&app, &malware(), "a.exe", None, None).await);
+    let page = wait_until_final(&app, &location).await;
+
+    assert_eq!(status_attr(&page, "data-status").as_deref(), Some("failed"));
+    let text = text_of(&page, "#scan-status").unwrap();
+    assert!(text.contains("could not be reached"), "{text}");
+    assert!(text.contains("Try again in a few minutes"), "{text}");
+}
+
+#[tokio::test]
 async fn a_file_virustotal_refuses_as_too_large_fails_with_that_reason() {
     let vt = FakeVirusTotal::start(VT_KEY).await;
     vt.set_size_limits(100, 1000);
