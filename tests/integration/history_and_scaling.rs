@@ -588,11 +588,8 @@ async fn deleting_a_running_scan_stops_it_for_good() {
     let browser = Browser::new();
 
     let scan = browser.upload(&app, &sample(5), "gone.bin", "upload").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vt.count("GET", "/analyses/") == 0 {
-        assert!(Instant::now() < deadline, "never started analysing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    vt.wait_for_calls("GET", "/analyses/", 1, "never started analysing")
+        .await;
     assert_eq!(
         browser.post(&app, &format!("{scan}/delete")).await.status(),
         303
@@ -630,20 +627,14 @@ async fn a_full_scan_deleted_before_its_upload_sends_nothing() {
     let scan = browser
         .upload(&app, &sample(6), "private.doc", "upload")
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vt.count("GET", "/files/") == 0 {
-        assert!(Instant::now() < deadline, "never looked the file up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    vt.wait_for_calls("GET", "/files/", 1, "never looked the file up")
+        .await;
     assert_eq!(
         browser.post(&app, &format!("{scan}/delete")).await.status(),
         303
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vt.count("GET", "/files/") < 2 {
-        assert!(Instant::now() < deadline, "the lookup was not retried");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    vt.wait_for_calls("GET", "/files/", 2, "the lookup was not retried")
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     assert!(
@@ -670,11 +661,8 @@ async fn an_upload_cut_off_by_a_crash_fails_with_a_clear_reason() {
     let scan = browser
         .upload(&crashed, &sample(9), "cut.bin", "upload")
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vt.count("POST", "/files") == 0 {
-        assert!(Instant::now() < deadline, "the upload never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    vt.wait_for_calls("POST", "/files", 1, "the upload never started")
+        .await;
     crashed.stop();
 
     let restarted = TestApp::start_config(config);

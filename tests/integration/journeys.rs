@@ -436,11 +436,8 @@ async fn status_fragment_polls_until_final_then_answers_286() {
 
     let response = post_upload(&app, b"fresh content", "f.bin", Some("upload"), None).await;
     let location = scan_location(&response);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vt.count("GET", "/analyses/") == 0 {
-        assert!(Instant::now() < deadline, "never started analysing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    vt.wait_for_calls("GET", "/analyses/", 1, "never started analysing")
+        .await;
     let (_, page) = get_page(&app, &location).await;
     let poller = scraper::Selector::parse("#scan-poller[hx-get]").unwrap();
     let poll_url = page
@@ -848,11 +845,8 @@ async fn an_analysis_resumed_after_its_deadline_is_asked_about_once_more() {
         )
         .await,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vt.count("GET", "/analyses/") == 0 {
-        assert!(Instant::now() < deadline, "never started analysing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    vt.wait_for_calls("GET", "/analyses/", 1, "never started analysing")
+        .await;
     first.stop();
     // Down for longer than the deadline, while VirusTotal finishes the analysis.
     vt.finish_pending_analyses();
@@ -1081,11 +1075,8 @@ async fn scans_survive_a_restart_and_unfinished_ones_resume() {
     );
     wait_for_status(&first, &pending, "running").await;
     // Stopped while analysing, not while uploading.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vt.count("GET", "/analyses/") == 0 {
-        assert!(Instant::now() < deadline, "never started analysing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    vt.wait_for_calls("GET", "/analyses/", 1, "never started analysing")
+        .await;
     first.stop();
     // A crash can leave a half-spooled upload behind.
     std::fs::write(

@@ -686,6 +686,22 @@ impl FakeVirusTotal {
     /// Count of requests with this method whose path starts with `path_prefix` after
     /// "/api/v3", e.g. "/files/", "/analyses/". Upload-URL paths are matched as they are
     /// ("/_ah/upload/").
+    /// Waits (up to 10 s, else panics saying `what` never happened) until at
+    /// least `at_least` requests matching `method` and `path_prefix` arrived.
+    pub async fn wait_for_calls(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        at_least: usize,
+        what: &str,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count(method, path_prefix) < at_least {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn count(&self, method: &str, path_prefix: &str) -> usize {
         self.shared
             .lock()
