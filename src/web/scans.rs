@@ -116,7 +116,12 @@ pub(super) async fn scan_page(
     Ok(ScanPage {
         layout: state.layout(),
         title: view.heading.clone(),
-        status_version: status_version(&view),
+        // Only a page still in progress has a poller to tell it.
+        status_version: if view.is_final {
+            String::new()
+        } else {
+            status_version(&view)
+        },
         view,
         refresh,
         is_owner,
