@@ -57,7 +57,7 @@ pub async fn reject_cross_site<B: MessageBody>(
 /// A request for a resource (an image, a script, an event stream) that a page
 /// of another site made, as opposed to a navigation to this one.
 fn is_cross_site_fetch(request: &ServiceRequest) -> bool {
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let header = |name| header(request, name);
     let from_elsewhere =
         header("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none");
     let navigation = header("sec-fetch-mode") == Some("navigate")
@@ -65,12 +65,17 @@ fn is_cross_site_fetch(request: &ServiceRequest) -> bool {
     from_elsewhere && !navigation
 }
 
+/// A request header as text, if it is present and readable.
+fn header<'a>(request: &'a ServiceRequest, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 fn is_cross_site(request: &ServiceRequest) -> bool {
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let header = |name| header(request, name);
     if let Some(site) = header("sec-fetch-site") {
         return !matches!(site, "same-origin" | "none");
     }
